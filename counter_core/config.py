@@ -1,0 +1,67 @@
+"""The one place that reads the environment (see DESIGN.md, "Environment").
+
+Values are read when called, not at import, so tests and tools can point a process at another root.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_ROOT = "COUNTERS_ROOT"
+ENV_BUSY_TIMEOUT_MS = "COUNTERS_BUSY_TIMEOUT_MS"
+ENV_IDEMPOTENCY_TTL_S = "COUNTERS_IDEMPOTENCY_TTL_S"
+ENV_FLEET_QUEUE_URL = "FLEET_QUEUE_URL"
+ENV_CONNECTION_CACHE_SIZE = "COUNTERS_CONNECTION_CACHE_SIZE"
+
+LAMBDA_ROOT = Path("/mnt/counters")
+LOCAL_ROOT = Path("var/counters")
+
+# API Gateway gives up on a Lambda integration after 30 s; a request that waits longer than a few
+# seconds for another writer is better answered 503 + Retry-After so the client backs off. A migration
+# holds the lock for milliseconds (tools.bench measures first touch), so 5 s leaves ample headroom for
+# a cold-start stampede on one new counter.
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+DEFAULT_IDEMPOTENCY_TTL_S = 86400
+# Each cached connection holds a file descriptor and a small page cache; 256 keeps a warm Lambda's hot
+# set open while bounding memory (tools.bench, "memory").
+DEFAULT_CONNECTION_CACHE_SIZE = 256
+
+
+def _int_env(name: str, default: int, *, minimum: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer - set it to a whole number") from None
+    if value < minimum:
+        raise ValueError(f"{name}={value} is below {minimum} - set it to at least {minimum}")
+    return value
+
+
+def counters_root() -> Path:
+    """Directory holding the counter files: COUNTERS_ROOT, else EFS on Lambda, else ./var/counters."""
+    raw = os.environ.get(ENV_ROOT)
+    if raw:
+        return Path(raw)
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+        return LAMBDA_ROOT
+    return LOCAL_ROOT
+
+
+def busy_timeout_ms() -> int:
+    return _int_env(ENV_BUSY_TIMEOUT_MS, DEFAULT_BUSY_TIMEOUT_MS, minimum=0)
+
+
+def idempotency_ttl_s() -> int:
+    return _int_env(ENV_IDEMPOTENCY_TTL_S, DEFAULT_IDEMPOTENCY_TTL_S, minimum=1)
+
+
+def connection_cache_size() -> int:
+    return _int_env(ENV_CONNECTION_CACHE_SIZE, DEFAULT_CONNECTION_CACHE_SIZE, minimum=1)
+
+
+def fleet_queue_url() -> str | None:
+    return os.environ.get(ENV_FLEET_QUEUE_URL) or None

@@ -1,0 +1,90 @@
+"""Domain errors. One root, narrow children; `handlers/` maps them to HTTP.
+
+`str(error)` is the full story for logs and operators (it may name files and SQLite's message);
+`public_message` is what a client may see: the cause and the remedy, never a path or SQL.
+Each class carries a stable snake_case `code`.
+"""
+
+from __future__ import annotations
+
+
+class CounterError(Exception):
+    """Root of every error this library raises on purpose."""
+
+    code = "counter_error"
+
+    @property
+    def public_message(self) -> str:
+        return str(self)
+
+
+class InvalidCounterId(CounterError):
+    """A counter ID is empty, too long, or holds control characters."""
+
+    code = "invalid_counter_id"
+
+
+class CounterNotFound(CounterError):
+    """The counter has no database file (reads never create one)."""
+
+    code = "not_found"
+
+
+class StorageBusy(CounterError):
+    """Another writer held the counter's lock past the busy timeout."""
+
+    code = "busy"
+
+
+class ManifestInvalid(CounterError):
+    """The bundled migration manifest is malformed; the bundle cannot serve."""
+
+    code = "manifest_invalid"
+
+    @property
+    def public_message(self) -> str:
+        return "this deployment's migration manifest is invalid - redeploy a bundle built by `sam build`"
+
+
+class MigrationError(CounterError):
+    """Root of the reasons a counter database could not be brought up to date; it is left unchanged."""
+
+    code = "migration_error"
+
+    def __init__(self, message: str, *, public: str) -> None:
+        super().__init__(message)
+        self._public = public
+
+    @property
+    def public_message(self) -> str:
+        return self._public
+
+
+class NotACounterDatabase(MigrationError):
+    """The file is an SQLite database of some other application; it is never migrated."""
+
+    code = "not_a_counter_database"
+
+
+class MigrationDrift(MigrationError):
+    """An applied migration's recorded sha256 differs from the bundle's copy of it."""
+
+    code = "migration_drift"
+
+
+class SchemaTooNew(MigrationError):
+    """The database applied migrations this bundle does not know, and not all of them are additive."""
+
+    code = "schema_too_new"
+
+
+class AdoptionRefused(MigrationError):
+    """A database migrated by Drizzle's migrator does not match this bundle's history."""
+
+    code = "adoption_refused"
+
+
+class MigrationFailed(MigrationError):
+    """A migration statement failed; the whole transaction was rolled back."""
+
+    code = "migration_failed"

@@ -1,0 +1,1 @@
+"""The migrations package: Drizzle Kit layout plus manifest.json, read at runtime through importlib.resources."""

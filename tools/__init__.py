@@ -1,0 +1,1 @@
+"""Build- and operations-time tools; never bundled into the Lambda."""

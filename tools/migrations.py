@@ -1,0 +1,112 @@
+"""`python -m tools.migrations`: build and operate the migration history.
+
+Exit codes: 0 done (or nothing to do), 1 the check or the fleet operation found failures,
+2 bad input (an inconsistent migrations folder, a bad argument), 3 refused as unsafe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tools.drizzle_folder import DEFAULT_FOLDER, FolderError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_UNSAFE = 3
+
+
+def _add_migrations_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--migrations",
+        type=Path,
+        default=DEFAULT_FOLDER,
+        metavar="DIR",
+        help="Drizzle Kit style migrations folder (default: the bundled `generated` package)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m tools.migrations", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    manifest = commands.add_parser(
+        "manifest",
+        help="rebuild manifest.json from the journal and SQL files",
+        description="Rebuild manifest.json (what the runtime reads) from meta/_journal.json and the SQL files.",
+    )
+    _add_migrations_option(manifest)
+    manifest.add_argument("--check", action="store_true", help="write nothing; exit 1 if manifest.json is stale")
+    manifest.set_defaults(run=_manifest)
+
+    status = commands.add_parser(
+        "status",
+        help="count counter files by schema version; list drifted, newer, foreign and unreadable ones",
+        description="Survey every counter file under ROOT without changing any (read-only).",
+    )
+    status.add_argument("root", type=Path, metavar="ROOT", help="directory holding the counter files")
+    status.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_migrations_option(status)
+    status.set_defaults(run=_status)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring every counter file under ROOT up to date now",
+        description="Eagerly migrate every counter file under ROOT; files that are not counter files are untouched.",
+    )
+    migrate.add_argument("root", type=Path, metavar="ROOT", help="directory holding the counter files")
+    migrate.add_argument("--workers", type=int, default=None, metavar="N", help="processes (default: CPU count)")
+    migrate.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
+    _add_migrations_option(migrate)
+    migrate.set_defaults(run=_migrate)
+    return parser
+
+
+def _manifest(args: argparse.Namespace) -> int:
+    from tools.manifest_builder import manifest_is_current, write_manifest
+
+    folder: Path = args.migrations
+    if args.check:
+        if manifest_is_current(folder):
+            print(f"{folder}/manifest.json is current.")
+            return EXIT_OK
+        print(
+            f"{folder}/manifest.json is stale - run `python -m tools.migrations manifest"
+            f" --migrations {folder}` and commit the result.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    manifest = write_manifest(folder)
+    print(f"Wrote {folder}/manifest.json: {manifest.version} migration(s). Commit it with the SQL files.")
+    return EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    from tools.fleet_cli import status
+
+    return status(args.root, args.migrations, as_json=args.json)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from tools.fleet_cli import migrate
+
+    return migrate(args.root, args.migrations, workers=args.workers, progress=not args.no_progress)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except FolderError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"{len(exc.problems)} problem(s) in {args.migrations} - fix them and run the command again.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
