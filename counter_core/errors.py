@@ -25,15 +25,23 @@ class InvalidCounterId(CounterError):
 
 
 class CounterNotFound(CounterError):
-    """The counter has no database file (reads never create one)."""
+    """The counter does not exist (reads never create its file)."""
 
     code = "not_found"
+
+    @property
+    def public_message(self) -> str:
+        return "the counter does not exist - create it with PUT or an increment"
 
 
 class StorageBusy(CounterError):
     """Another writer held the counter's lock past the busy timeout."""
 
     code = "busy"
+
+    @property
+    def public_message(self) -> str:
+        return "the counter is busy with other writers - retry after the delay in Retry-After"
 
 
 class ManifestInvalid(CounterError):

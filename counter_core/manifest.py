@@ -18,7 +18,7 @@ from counter_core.errors import ManifestInvalid
 
 MANIFEST_FILE = "manifest.json"
 BUNDLED_PACKAGE = "generated"
-FORMAT = 1
+FORMAT: Literal[1] = 1
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 

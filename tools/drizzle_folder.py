@@ -58,7 +58,9 @@ def read_journal(folder: Path) -> list[JournalEntry]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise FolderError([f"{name}: missing - create it with `python -m tools.migrations generate`"]) from None
+        raise FolderError(
+            [f"{name}: missing - create it with `python -m tools.migrations generate`"]
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -8,6 +8,7 @@ already split, and two facts the runtime needs without parsing SQL: whether a mi
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -16,7 +17,17 @@ from tools.drizzle_folder import FolderError, read_journal, sql_files
 from tools.sqltext import Statement, split_statements, tokens
 
 # Statements that would end, nest or escape the engine's single migration transaction.
-_TRANSACTION_WORDS = {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "VACUUM", "ATTACH", "DETACH"}
+_TRANSACTION_WORDS = {
+    "BEGIN",
+    "COMMIT",
+    "END",
+    "ROLLBACK",
+    "SAVEPOINT",
+    "RELEASE",
+    "VACUUM",
+    "ATTACH",
+    "DETACH",
+}
 # Pragmas the engine owns: changing them inside a migration would break its bookkeeping or durability.
 _ENGINE_PRAGMAS = {"JOURNAL_MODE", "LOCKING_MODE", "USER_VERSION", "APPLICATION_ID", "SYNCHRONOUS"}
 
@@ -140,9 +151,7 @@ def _forbidden(head: list[str]) -> str | None:
         )
     pragma = _pragma_name(head)
     if pragma in _ENGINE_PRAGMAS:
-        return (
-            f"PRAGMA {pragma.lower()} is not allowed in a migration: the engine manages it - remove the statement"
-        )
+        return f"PRAGMA {pragma.lower()} is not allowed in a migration: the engine manages it - remove the statement"
     return None
 
 
@@ -150,12 +159,15 @@ def _is_additive(statement: Statement) -> bool:
     """Only what older code can live with: new tables, non-unique indexes, columns it can ignore."""
     head = tokens(statement.text)
     words = [t for t in head if t not in ("IF", "NOT", "EXISTS")][:3]
-    if words[:2] == ["CREATE", "TABLE"] or words[:3] in (["CREATE", "TEMP", "TABLE"], ["CREATE", "TEMPORARY", "TABLE"]):
+    if words[:2] == ["CREATE", "TABLE"] or words[:3] in (
+        ["CREATE", "TEMP", "TABLE"],
+        ["CREATE", "TEMPORARY", "TABLE"],
+    ):
         return "AS" not in head[:8]
     if words[:2] == ["CREATE", "INDEX"]:
         return True
     if head[:2] == ["ALTER", "TABLE"] and "ADD" in head:
         column_def = head[head.index("ADD") + 1 :]
-        not_null = any(a == "NOT" and b == "NULL" for a, b in zip(column_def, column_def[1:], strict=False))
+        not_null = any(pair == ("NOT", "NULL") for pair in itertools.pairwise(column_def))
         return not not_null or "DEFAULT" in column_def
     return False

@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Rebuild manifest.json (what the runtime reads) from meta/_journal.json and the SQL files.",
     )
     _add_migrations_option(manifest)
-    manifest.add_argument("--check", action="store_true", help="write nothing; exit 1 if manifest.json is stale")
+    manifest.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if manifest.json is stale"
+    )
     manifest.set_defaults(run=_manifest)
 
     status = commands.add_parser(
@@ -58,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Eagerly migrate every counter file under ROOT; files that are not counter files are untouched.",
     )
     migrate.add_argument("root", type=Path, metavar="ROOT", help="directory holding the counter files")
-    migrate.add_argument("--workers", type=int, default=None, metavar="N", help="processes (default: CPU count)")
+    migrate.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="processes (default: CPU count)"
+    )
     migrate.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
     _add_migrations_option(migrate)
     migrate.set_defaults(run=_migrate)
@@ -103,7 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FolderError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s) in {args.migrations} - fix them and run the command again.", file=sys.stderr)
+        print(
+            f"{len(exc.problems)} problem(s) in {args.migrations} - fix them and run the command again.",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     return code
 

@@ -1,0 +1,85 @@
+"""Counter IDs and the files that hold them.
+
+An ID never becomes a path: it is hashed, and the hash is fanned out over two directory levels
+(`ROOT/ab/cd/<sha256>.sqlite3`, 65,536 directories), because AWS advises limiting the number of files
+per directory on EFS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterator
+from pathlib import Path
+
+from counter_core.errors import InvalidCounterId
+
+MAX_ID_LENGTH = 256
+SUFFIX = ".sqlite3"
+_FILE_NAME = re.compile(r"^[0-9a-f]{64}\.sqlite3$")
+_FAN_OUT = re.compile(r"^[0-9a-f]{2}$")
+
+
+def validate_counter_id(counter_id: str) -> str:
+    """Return the ID if it is 1 to 256 characters with no control characters, else raise InvalidCounterId."""
+    if not counter_id:
+        raise InvalidCounterId("counter ID is empty - use 1 to 256 characters")
+    if len(counter_id) > MAX_ID_LENGTH:
+        raise InvalidCounterId(
+            f"counter ID is {len(counter_id)} characters long - use at most {MAX_ID_LENGTH}"
+        )
+    for position, char in enumerate(counter_id):
+        # Cc covers C0, DEL and C1 controls; Cs (lone surrogates) cannot be encoded as UTF-8 at all.
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            raise InvalidCounterId(
+                f"counter ID has a control character (U+{ord(char):04X}) at position {position} - remove it"
+            )
+    return counter_id
+
+
+def counter_hash(counter_id: str) -> str:
+    return hashlib.sha256(counter_id.encode("utf-8")).hexdigest()
+
+
+def counter_path(root: Path, counter_id: str) -> Path:
+    """The file of a (validated) counter ID: ROOT/<h[0:2]>/<h[2:4]>/<h>.sqlite3. Pure; touches nothing."""
+    digest = counter_hash(validate_counter_id(counter_id))
+    return root / digest[0:2] / digest[2:4] / f"{digest}{SUFFIX}"
+
+
+def is_counter_file_name(path: Path) -> bool:
+    """Whether a path is shaped like a counter file (`ab/cd/abcd....sqlite3`) - fleet tools touch no other."""
+    return (
+        _FILE_NAME.match(path.name) is not None
+        and path.parent.name == path.name[2:4]
+        and path.parent.parent.name == path.name[0:2]
+    )
+
+
+def iter_counter_files(
+    root: Path, *, prefixes: tuple[str, ...] | None = None, after: str | None = None
+) -> Iterator[Path]:
+    """Counter files under ROOT in a stable order (sorted by hash), never following other names.
+
+    `prefixes` limits the walk to first-level fan-out directories (e.g. ("0a", "ff")); `after` resumes
+    strictly after a file name, so a worker that ran out of time can hand on where it stopped.
+    """
+    if not root.is_dir():
+        return
+    firsts = (
+        sorted(prefixes)
+        if prefixes is not None
+        else sorted(entry.name for entry in root.iterdir() if _FAN_OUT.match(entry.name) and entry.is_dir())
+    )
+    for first in firsts:
+        first_dir = root / first
+        if not first_dir.is_dir():
+            continue
+        for second in sorted(e.name for e in first_dir.iterdir() if _FAN_OUT.match(e.name) and e.is_dir()):
+            if after is not None and first + second < after[:4]:
+                continue
+            for path in sorted((first_dir / second).iterdir()):
+                if not is_counter_file_name(path) or (after is not None and path.name <= after):
+                    continue
+                yield path

@@ -1,0 +1,113 @@
+"""`tools.migrations status|migrate` over a root of real counter files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import apsw
+import pytest
+
+from counter_core import Manifest, counter_path, ensure_current, open_database
+from tests.conftest import ADD_NOTE, PARENT_CHILD
+from tests.migration_folders import make_folder
+from tools.migrations import main
+
+
+def _counter(root: Path, counter_id: str, manifest: Manifest) -> Path:
+    path = counter_path(root, counter_id)
+    conn = open_database(path, create=True, busy_timeout_ms=1000)
+    ensure_current(conn, manifest, label=counter_id)
+    conn.close()
+    return path
+
+
+@pytest.fixture
+def mixed_root(tmp_path: Path, v1_manifest: Manifest, v2_manifest: Manifest) -> Path:
+    """Counters at v1 and v2, a foreign database in a counter's place, and files that are not counters."""
+    root = tmp_path / "counters"
+    for n in range(5):
+        _counter(root, f"old-{n}", v1_manifest)
+    for n in range(3):
+        _counter(root, f"new-{n}", v2_manifest)
+    foreign = counter_path(root, "foreign")
+    foreign.parent.mkdir(parents=True)
+    conn = apsw.Connection(str(foreign))
+    conn.execute("CREATE TABLE accounts (id integer)")
+    conn.close()
+    (root / "README.txt").write_text("not a counter")
+    (foreign.parent / "backup.sqlite3").write_bytes(foreign.read_bytes())
+    return root
+
+
+def test_status_counts_files_by_version_and_lists_those_needing_attention(
+    mixed_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", str(mixed_root), "--json", "--migrations", str(tmp_path / "v2")]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["files"] == 9
+    assert report["by_version"] == {"1": 5, "2": 3}
+    assert report["by_state"]["behind"] == 5 and report["by_state"]["current"] == 3
+    assert report["by_state"]["foreign"] == 1
+    [attention] = report["attention"]
+    assert attention["state"] == "foreign" and attention["file"].endswith(".sqlite3")
+
+
+def test_status_with_an_older_bundle_reports_newer_files(
+    mixed_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["status", str(mixed_root), "--json", "--migrations", str(tmp_path / "v1")])
+    report = json.loads(capsys.readouterr().out)
+    assert report["by_state"]["newer"] == 3 and report["by_state"]["current"] == 5
+
+
+def test_status_finds_drift_that_the_fast_path_does_not_read(
+    tmp_path: Path, v1_manifest: Manifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "counters"
+    _counter(root, "a", v1_manifest)
+    make_folder(tmp_path / "edited", [("init", PARENT_CHILD + "\n-- edited")])
+    assert main(["status", str(root), "--migrations", str(tmp_path / "edited")]) == 1
+    out = capsys.readouterr().out
+    assert "drifted: " in out and "'0000_init' has sha256" in out
+    assert out.splitlines()[-1] == "1 file(s) need an operator: see the list above; nothing was changed."
+
+
+def test_migrate_brings_every_counter_forward_and_touches_nothing_else(
+    mixed_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    untouched = {p: p.read_bytes() for p in [mixed_root / "README.txt", *mixed_root.rglob("backup.sqlite3")]}
+    foreign = counter_path(mixed_root, "foreign")
+    foreign_bytes = foreign.read_bytes()
+    # WHEN the fleet is migrated with two worker processes
+    code = main(
+        ["migrate", str(mixed_root), "--workers", "2", "--no-progress", "--migrations", str(tmp_path / "v2")]
+    )
+    # THEN the five behind are migrated, the three current left alone, and the foreign one reported
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "9 counter file(s): 5 migrated, 3 already current, 1 failed." in captured.out
+    assert "not a counter database" in captured.err
+    assert all(path.read_bytes() == data for path, data in untouched.items())
+    assert foreign.read_bytes() == foreign_bytes
+    # AND a second run finds nothing more to migrate
+    main(
+        ["migrate", str(mixed_root), "--workers", "1", "--no-progress", "--migrations", str(tmp_path / "v2")]
+    )
+    assert "0 migrated, 8 already current, 1 failed." in capsys.readouterr().out
+
+
+def test_migrate_on_a_clean_fleet_exits_0(
+    tmp_path: Path, v1_manifest: Manifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "counters"
+    for n in range(3):
+        _counter(root, str(n), v1_manifest)
+    make_folder(tmp_path / "next", [("init", PARENT_CHILD), ("add_note", ADD_NOTE)])
+    assert (
+        main(
+            ["migrate", str(root), "--workers", "1", "--no-progress", "--migrations", str(tmp_path / "next")]
+        )
+        == 0
+    )
+    assert "3 counter file(s): 3 migrated, 0 already current, 0 failed." in capsys.readouterr().out
