@@ -28,6 +28,7 @@ lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m tools.migrations manifest --check
+	$(PY) -m tools.migrations check
 
 typecheck: $(VENV)/.synced
 	$(VENV)/bin/mypy
@@ -43,3 +44,56 @@ manifest: $(VENV)/.synced
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .pytest_cache .ruff_cache var
+
+# ---------------------------------------------------------------- Lambda bundle and template
+# `sam build` runs `make build-<LogicalId>` for each function with `BuildMethod: makefile`, with
+# ARTIFACTS_DIR set to that function's output folder. The three functions ship the same bundle.
+LAMBDA_FUNCTIONS := ApiFunction FleetPlanFunction FleetMigrateFunction
+# The Lambda platform of template.yaml: python3.13 on arm64. Wheels are chosen for it, not for the
+# Python running make, so `sam build` needs neither Docker nor a local Python 3.13.
+LAMBDA_PIP_PLATFORM := --platform manylinux2014_aarch64 --platform manylinux_2_28_aarch64 \
+	--implementation cp --python-version 3.13 --only-binary=:all:
+# Where the wheels come from; override for a mirror (`make build-ApiFunction BUNDLE_INDEX_URL=...`).
+BUNDLE_INDEX_URL ?= https://pypi.org/simple
+# Downloaded Lambda wheels, kept so a rebuild needs no network.
+LAMBDA_WHEELS := .cache/lambda-wheels
+# pip reads no config file (PIP_CONFIG_FILE=/dev/null in the recipe) and no PIP_* variables
+# (--isolated): a machine's constraint file, find-links or extra indexes must not change what ships.
+BUNDLE_PIP := $(PY) -m pip --isolated --disable-pip-version-check --no-input
+SAM_CLI_VERSION := 1.170.0
+SAM_CLI := .cache/sam-cli-$(SAM_CLI_VERSION)
+
+.PHONY: $(addprefix build-,$(LAMBDA_FUNCTIONS)) validate
+
+# 1. Regenerate generated/manifest.json, so a bundle never ships a stale one; an inconsistent
+#    migrations folder stops the build with the tool's message.
+# 2. Copy the runtime packages; tools/ and tests/ stay out.
+# 3. Install exactly uv.lock's runtime set, checked against its hashes and with --no-deps, as
+#    Lambda-platform wheels: from $(LAMBDA_WHEELS) when it has them all, else download them there
+#    first. --no-compile: bytecode compiled by this Python would not match Lambda's.
+$(addprefix build-,$(LAMBDA_FUNCTIONS)): $(VENV)/.synced
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set - sam build sets it; by hand run: make $@ ARTIFACTS_DIR=/tmp/bundle" >&2; exit 2; }
+	$(PY) -m tools.migrations manifest
+	mkdir -p "$(ARTIFACTS_DIR)" $(LAMBDA_WHEELS)
+	tar --create --exclude=__pycache__ --exclude='*.pyc' handlers counter_core generated \
+		| tar --extract --directory "$(ARTIFACTS_DIR)"
+	set -euo pipefail; export PIP_CONFIG_FILE=/dev/null; \
+	requirements=$$(mktemp); trap 'rm -f "$$requirements"' EXIT; \
+	$(UV) export --frozen --no-dev --no-emit-project --no-header --format requirements.txt > "$$requirements"; \
+	install() { $(BUNDLE_PIP) install --no-index --find-links $(LAMBDA_WHEELS) --no-deps --no-compile --upgrade \
+		--target "$(ARTIFACTS_DIR)" $(LAMBDA_PIP_PLATFORM) --requirement "$$requirements" "$$@"; }; \
+	if ! install --quiet 2>/dev/null; then \
+		$(BUNDLE_PIP) download --progress-bar off --index-url "$(BUNDLE_INDEX_URL)" --dest $(LAMBDA_WHEELS) \
+			--no-deps $(LAMBDA_PIP_PLATFORM) --requirement "$$requirements"; \
+		install; \
+	fi
+
+# `sam validate --lint` with aws-sam-cli in its own environment (its pins clash with the project's).
+# Not part of `make test`: tests/test_template.py runs the same translator and linter in-process.
+$(SAM_CLI)/.installed: | $(UV)
+	$(UV) venv --quiet --python "$$(command -v $(PYTHON))" $(SAM_CLI)
+	$(UV) pip install --quiet --python $(SAM_CLI)/bin/python "aws-sam-cli==$(SAM_CLI_VERSION)"
+	touch $@
+
+validate: $(SAM_CLI)/.installed
+	SAM_CLI_TELEMETRY=0 $(SAM_CLI)/bin/sam validate --lint --template template.yaml --region us-east-1

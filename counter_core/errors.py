@@ -96,3 +96,21 @@ class MigrationFailed(MigrationError):
     """A migration statement failed; the whole transaction was rolled back."""
 
     code = "migration_failed"
+
+
+class OutOfRange(CounterError):
+    """The operation would take the value outside a signed 64-bit integer; nothing changed."""
+
+    code = "out_of_range"
+
+
+class IdempotencyKeyReused(CounterError):
+    """An Idempotency-Key was sent again with a different request."""
+
+    code = "idempotency_key_reused"
+
+
+class InvalidCursor(CounterError):
+    """A history cursor was not one this service issued."""
+
+    code = "invalid_cursor"

@@ -33,3 +33,12 @@ def v1_manifest(tmp_path: Path) -> Manifest:
 def v2_manifest(tmp_path: Path) -> Manifest:
     """v1 plus an additive migration (a nullable column)."""
     return make_folder(tmp_path / "v2", [("init", PARENT_CHILD), ("add_note", ADD_NOTE)])
+
+
+@pytest.fixture
+def api_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """COUNTERS_ROOT pointed at an empty directory for the handler (its state follows the variable)."""
+    root = tmp_path / "api-counters"
+    monkeypatch.setenv("COUNTERS_ROOT", str(root))
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "DurableCountersTest")
+    return root

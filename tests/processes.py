@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import sys
+from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
@@ -17,3 +20,58 @@ def cold_start(path: str, folder: str, barrier: Barrier) -> tuple[str, ...]:
     report = ensure_current(conn, manifest, label="shared")
     conn.close()
     return report.applied if report else ()
+
+
+def _quiet_handler(root: str):  # type: ignore[no-untyped-def]
+    import os
+
+    os.environ["COUNTERS_ROOT"] = root
+    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"
+    from handlers.api import handler
+
+    return handler
+
+
+def increment_many(root: str, counter_id: str, times: int, barrier: Barrier) -> list[int]:
+    """A Lambda instance taking `times` increments of one counter; returns the status codes it answered."""
+    from tests.api_events import counter_path, http_event
+    from tools.serve import LocalContext
+
+    handler = _quiet_handler(root)
+    barrier.wait()
+    statuses = []
+    for n in range(times):
+        event = http_event("POST", counter_path(counter_id, "/increment"), request_id=f"{n}")
+        statuses.append(handler(event, LocalContext(aws_request_id=str(n)))["statusCode"])
+    return statuses
+
+
+def serve_commands(root: str, counter_id: str, commands: Connection) -> None:
+    """A warm Lambda instance: increments on request through its cached connection, replies with the value."""
+    from tests.api_events import counter_path, http_event
+    from tools.serve import LocalContext
+
+    handler = _quiet_handler(root)
+    while (command := commands.recv()) != "stop":
+        result = handler(
+            http_event("POST", counter_path(counter_id, "/increment")), LocalContext(aws_request_id=command)
+        )
+        commands.send((result["statusCode"], json.loads(result["body"])["value"]))
+
+
+def stream_increments(root: str, counter_id: str) -> None:
+    """Increment forever, printing each acknowledged value (the test kills this process with SIGKILL)."""
+    from tests.api_events import counter_path, http_event
+    from tools.serve import LocalContext
+
+    handler = _quiet_handler(root)
+    n = 0
+    while True:
+        n += 1
+        result = handler(
+            http_event("POST", counter_path(counter_id, "/increment")), LocalContext(aws_request_id=str(n))
+        )
+        if result["statusCode"] == 200:
+            sys.stdout.write(f"{json.loads(result['body'])['value']}\n")
+            sys.stdout.flush()

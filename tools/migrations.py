@@ -33,6 +33,58 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m tools.migrations", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    generate = commands.add_parser(
+        "generate",
+        help="write the next migration from the declarative schema file, verified before it is written",
+        description="Diff the schema file against the last snapshot and write NNNN_<name>.sql, its snapshot, the"
+        " journal entry and manifest.json - after replaying the result onto an empty database and onto one"
+        " with rows. Exit codes: 0 written or nothing to do, 1 verification failed, 2 bad input, 3 refused.",
+    )
+    generate.add_argument("--name", required=True, help="what the migration does, e.g. add_history_index")
+    generate.add_argument(
+        "--schema",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the declarative schema (default: counter_core/schema.sql)",
+    )
+    generate.add_argument(
+        "--custom", action="store_true", help="write an empty migration for hand-written data changes"
+    )
+    generate.add_argument(
+        "--rename",
+        action="append",
+        default=[],
+        metavar="TABLE.OLD=NEW",
+        help="declare a renamed column (repeatable)",
+    )
+    generate.add_argument(
+        "--rename-table",
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
+        help="declare a renamed table (repeatable)",
+    )
+    generate.add_argument("--allow-data-loss", action="store_true", help="allow dropping tables and columns")
+    _add_migrations_option(generate)
+    generate.set_defaults(run=_generate)
+
+    check = commands.add_parser(
+        "check",
+        help="CI's guard: journal, files, snapshots, manifest and schema file agree; replay matches",
+        description="Fail (exit 1) unless the migrations folder is consistent, manifest.json is current, the schema"
+        " file has no changes left to generate, and replaying every migration gives it. Read-only.",
+    )
+    check.add_argument(
+        "--schema",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the declarative schema (default: counter_core/schema.sql)",
+    )
+    _add_migrations_option(check)
+    check.set_defaults(run=_check)
+
     manifest = commands.add_parser(
         "manifest",
         help="rebuild manifest.json from the journal and SQL files",
@@ -67,6 +119,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_migrations_option(migrate)
     migrate.set_defaults(run=_migrate)
     return parser
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from tools.generate import DEFAULT_SCHEMA, Request, generate
+    from tools.schema_diff import parse_renames
+    from tools.schema_model import SchemaError
+
+    try:
+        renames = parse_renames(args.rename_table, args.rename)
+    except SchemaError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print("fix the flags and run the command again.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    request = Request(
+        folder=args.migrations,
+        schema=args.schema or DEFAULT_SCHEMA,
+        name=args.name,
+        custom=args.custom,
+        renames=renames,
+        allow_data_loss=args.allow_data_loss,
+    )
+    return generate(request)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from tools.generate import DEFAULT_SCHEMA, check
+
+    return check(args.migrations, args.schema or DEFAULT_SCHEMA)
 
 
 def _manifest(args: argparse.Namespace) -> int:

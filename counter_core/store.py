@@ -1,0 +1,326 @@
+"""The counter store: every operation in one transaction on the counter's own database.
+
+Mutations run in `BEGIN IMMEDIATE` (the write lock up front, so two writers never deadlock upgrading
+a read lock) and write their `counter_history` row, and the idempotency record when there is one,
+in that same transaction. Reads run in a plain read transaction and never create a file.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import apsw
+
+from counter_core.connection import ConnectionCache
+from counter_core.errors import (
+    CounterNotFound,
+    IdempotencyKeyReused,
+    InvalidCursor,
+    OutOfRange,
+    StorageBusy,
+)
+from counter_core.models import INT64_MAX, INT64_MIN, CounterView, HistoryEntry, HistoryPage
+
+LOCK_WAIT_REPORT_S = 0.005
+
+
+@dataclass(frozen=True)
+class Increment:
+    by: int
+
+
+@dataclass(frozen=True)
+class Decrement:
+    by: int
+
+
+@dataclass(frozen=True)
+class Set:
+    value: int
+    metadata: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Reset:
+    pass
+
+
+@dataclass(frozen=True)
+class Delete:
+    pass
+
+
+Operation = Increment | Decrement | Set | Reset | Delete
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a mutation did: the counter after it (None once deleted), and whether it created it."""
+
+    counter: CounterView | None
+    created: bool = False
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """A response kept with its idempotency key; the store does not interpret `status`."""
+
+    status: int
+    body: str
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """An idempotent request: its key, a fingerprint of the request, and how to render its response."""
+
+    key: str
+    fingerprint: str
+    render: Callable[[Outcome], StoredResponse]
+
+
+@dataclass(frozen=True)
+class Applied:
+    outcome: Outcome | None
+    replayed: StoredResponse | None = None
+
+
+def rfc3339(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class CounterStore:
+    """The counter operations of DESIGN.md over a ConnectionCache."""
+
+    def __init__(
+        self,
+        cache: ConnectionCache,
+        *,
+        idempotency_ttl_s: int,
+        clock: Callable[[], int] | None = None,
+        on_lock_wait: Callable[[float], None] | None = None,
+    ) -> None:
+        self._cache = cache
+        self._ttl_ms = idempotency_ttl_s * 1000
+        self._clock = clock if clock is not None else _now_ms
+        self._on_lock_wait = on_lock_wait
+
+    def get(self, counter_id: str) -> CounterView:
+        """The counter; CounterNotFound if it does not exist. Read-only; never creates a file."""
+        conn = self._cache.connection(counter_id, create=False)
+        with self._transaction(counter_id, conn, "BEGIN DEFERRED"):
+            row = _read(conn)
+        if row is None:
+            raise CounterNotFound(f"counter {counter_id!r} does not exist")
+        return _view(counter_id, row)
+
+    def history(self, counter_id: str, *, limit: int, cursor: str | None) -> HistoryPage:
+        """A page of the audit log, newest first. Read-only."""
+        before = _decode_cursor(cursor) if cursor is not None else None
+        conn = self._cache.connection(counter_id, create=False)
+        with self._transaction(counter_id, conn, "BEGIN DEFERRED"):
+            if _read(conn) is None:
+                raise CounterNotFound(f"counter {counter_id!r} does not exist")
+            rows = conn.execute(
+                "SELECT seq, op, amount, value_after, at, request_id FROM counter_history"
+                " WHERE seq < ? ORDER BY seq DESC LIMIT ?",
+                (before if before is not None else INT64_MAX, limit + 1),
+            ).fetchall()
+        items = [
+            HistoryEntry(
+                seq=_int(s),
+                op=str(op),
+                amount=None if amount is None else _int(amount),
+                value=_int(value),
+                at=rfc3339(_int(at)),
+                request_id=None if rid is None else str(rid),
+            )
+            for s, op, amount, value, at, rid in rows[:limit]
+        ]
+        next_cursor = _encode_cursor(items[-1].seq) if len(rows) > limit else None
+        return HistoryPage(items=items, next_cursor=next_cursor)
+
+    def apply(
+        self,
+        counter_id: str,
+        operation: Operation,
+        *,
+        request_id: str | None,
+        idempotency: Idempotency | None = None,
+    ) -> Applied:
+        """Run one mutation atomically; with `idempotency`, at most once per key.
+
+        Raises CounterNotFound (delete of a missing counter), OutOfRange, IdempotencyKeyReused,
+        StorageBusy; in every case nothing changed.
+        """
+        if isinstance(operation, Delete):
+            conn = self._cache.connection(counter_id, create=False)
+        else:
+            conn = self._cache.connection(counter_id, create=True)
+        now = self._clock()
+        with self._transaction(counter_id, conn, "BEGIN IMMEDIATE"):
+            if idempotency is not None:
+                stored = self._replay(conn, idempotency, now)
+                if stored is not None:
+                    return Applied(outcome=None, replayed=stored)
+            outcome = _mutate(conn, counter_id, operation, now=now, request_id=request_id)
+            if idempotency is not None:
+                response = idempotency.render(outcome)
+                self._remember(conn, idempotency, response, now)
+        return Applied(outcome=outcome)
+
+    def _replay(self, conn: apsw.Connection, idempotency: Idempotency, now: int) -> StoredResponse | None:
+        row = conn.execute(
+            "SELECT request_hash, status, response FROM idempotency_keys WHERE key = ? AND created_at > ?",
+            (idempotency.key, now - self._ttl_ms),
+        ).fetchone()
+        if row is None:
+            return None
+        if row[0] != idempotency.fingerprint:
+            raise IdempotencyKeyReused(
+                "this Idempotency-Key was already used for a different request - use a new key for a new request"
+            )
+        return StoredResponse(status=int(row[1]), body=str(row[2]))
+
+    def _remember(
+        self, conn: apsw.Connection, idempotency: Idempotency, response: StoredResponse, now: int
+    ) -> None:
+        # Swept lazily, here: only requests that add keys make the table grow, and the index on
+        # created_at makes the sweep a range delete.
+        conn.execute("DELETE FROM idempotency_keys WHERE created_at <= ?", (now - self._ttl_ms,))
+        conn.execute(
+            "INSERT INTO idempotency_keys (key, request_hash, status, response, created_at) VALUES (?, ?, ?, ?, ?)",
+            (idempotency.key, idempotency.fingerprint, response.status, response.body, now),
+        )
+
+    @contextmanager
+    def _transaction(self, counter_id: str, conn: apsw.Connection, begin: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            conn.execute(begin)
+        except apsw.BusyError as exc:
+            self._waited(time.perf_counter() - started)
+            raise StorageBusy(f"counter {counter_id!r}: lock not granted within the busy timeout") from exc
+        self._waited(time.perf_counter() - started)
+        try:
+            yield
+            conn.execute("COMMIT")
+        except apsw.BusyError as exc:
+            self._rollback(counter_id, conn)
+            raise StorageBusy(f"counter {counter_id!r}: lock not granted within the busy timeout") from exc
+        except BaseException:
+            self._rollback(counter_id, conn)
+            raise
+
+    def _waited(self, seconds: float) -> None:
+        # An uncontended BEGIN takes microseconds (a lock round trip on EFS, about a millisecond);
+        # past LOCK_WAIT_REPORT_S, SQLite's busy handler must have slept for another writer.
+        if seconds >= LOCK_WAIT_REPORT_S and self._on_lock_wait is not None:
+            self._on_lock_wait(seconds)
+
+    def _rollback(self, counter_id: str, conn: apsw.Connection) -> None:
+        if conn.get_autocommit():
+            return
+        try:
+            conn.execute("ROLLBACK")
+        except apsw.Error:
+            # The connection's state is unknown: drop it so the next request opens afresh.
+            self._cache.forget(counter_id)
+
+
+_Row = tuple[int, str, int, int]  # value, metadata JSON, created_at, updated_at
+
+
+def _read(conn: apsw.Connection) -> _Row | None:
+    row = conn.execute(
+        "SELECT value, metadata, created_at, updated_at FROM counter_metadata WHERE id = 1"
+    ).fetchone()
+    return None if row is None else (_int(row[0]), str(row[1]), _int(row[2]), _int(row[3]))
+
+
+def _int(value: object) -> int:
+    # Columns declared INTEGER in schema.sql; anything else means the file was edited by hand.
+    if not isinstance(value, int):
+        raise TypeError(f"expected an INTEGER column value, found {type(value).__name__}")
+    return value
+
+
+def _view(counter_id: str, row: _Row) -> CounterView:
+    value, metadata, created_at, updated_at = row
+    return CounterView(
+        id=counter_id,
+        value=value,
+        metadata=json.loads(metadata),
+        created_at=rfc3339(created_at),
+        updated_at=rfc3339(updated_at),
+    )
+
+
+def _mutate(
+    conn: apsw.Connection, counter_id: str, operation: Operation, *, now: int, request_id: str | None
+) -> Outcome:
+    row = _read(conn)
+    if isinstance(operation, Delete):
+        if row is None:
+            raise CounterNotFound(f"counter {counter_id!r} does not exist")
+        # Rows go, the file stays: another process may hold a cached connection to it, and writes
+        # through that connection must land in the file every process sees, never in an unlinked one.
+        conn.execute("DELETE FROM counter_metadata; DELETE FROM counter_history")
+        return Outcome(counter=None)
+    value, metadata, created_at = (row[0], row[1], row[2]) if row is not None else (0, "{}", now)
+    amount: int | None
+    if isinstance(operation, Increment):
+        op, amount, new_value = "increment", operation.by, value + operation.by
+    elif isinstance(operation, Decrement):
+        op, amount, new_value = "decrement", operation.by, value - operation.by
+    elif isinstance(operation, Set):
+        op, amount, new_value = "set", operation.value, operation.value
+        if operation.metadata is not None:
+            metadata = json.dumps(operation.metadata, separators=(",", ":"), ensure_ascii=False)
+    else:
+        op, amount, new_value = "reset", None, 0
+    # Python integers do not overflow; SQLite would silently turn an overflowing sum into a REAL.
+    if not INT64_MIN <= new_value <= INT64_MAX:
+        raise OutOfRange(
+            f"{op} by {amount} would take the value {value} outside the signed 64-bit range"
+            f" [{INT64_MIN}, {INT64_MAX}] - the counter is unchanged"
+        )
+    conn.execute(
+        "INSERT INTO counter_metadata (id, name, value, metadata, created_at, updated_at) VALUES (1, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET value = excluded.value, metadata = excluded.metadata,"
+        " updated_at = excluded.updated_at",
+        (counter_id, new_value, metadata, created_at, now),
+    )
+    conn.execute(
+        "INSERT INTO counter_history (op, amount, value_after, at, request_id) VALUES (?, ?, ?, ?, ?)",
+        (op, amount, new_value, now, request_id),
+    )
+    return Outcome(counter=_view(counter_id, (new_value, metadata, created_at, now)), created=row is None)
+
+
+def _encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"h1:{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, seq = raw.partition(":")
+        if prefix != "h1" or not seq.isdigit():
+            raise ValueError(raw)
+        return int(seq)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidCursor(
+            "cursor is not one this API issued - pass `next_cursor` from the previous page unchanged"
+        ) from None

@@ -1,0 +1,315 @@
+"""Lambda entry point for API Gateway (HTTP API payload 2.0; REST payload 1.0 accepted too).
+
+Cold start reads and validates the bundled migration manifest once (a malformed one fails the import,
+naming the file and field); each counter file is migrated on its first open in this process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any, TypeVar
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import BaseModel, ValidationError
+
+from counter_core import (
+    ConnectionCache,
+    CounterError,
+    MigrationReport,
+    bundled_manifest,
+    config,
+    validate_counter_id,
+)
+from counter_core.models import HistoryQuery
+from counter_core.store import (
+    CounterStore,
+    Decrement,
+    Delete,
+    Idempotency,
+    Increment,
+    Operation,
+    Outcome,
+    Reset,
+    Set,
+    StoredResponse,
+)
+from handlers import errors
+from handlers.http import BadEvent, Request, Response, json_response, parse_event
+from handlers.routes import ROUTES, BadPathEncoding, NoRoute, Route, WrongMethod, match
+
+__all__ = ["ROUTES", "handler"]
+
+SERVICE = "counters"
+METRICS_NAMESPACE = "DurableCounters"
+MAX_BODY_BYTES = 64 * 1024
+M = TypeVar("M", bound=BaseModel)
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+
+MANIFEST = bundled_manifest()  # at import: a bad bundle fails the cold start, not a request
+
+
+class _State:
+    """Per-process state, rebuilt only if COUNTERS_ROOT changes (tests, the local server)."""
+
+    def __init__(self) -> None:
+        self.root = config.counters_root()
+        self.cache = ConnectionCache(
+            self.root,
+            MANIFEST,
+            capacity=config.connection_cache_size(),
+            busy_timeout_ms=config.busy_timeout_ms(),
+            on_migrated=_migrated,
+        )
+        self.store = CounterStore(
+            self.cache, idempotency_ttl_s=config.idempotency_ttl_s(), on_lock_wait=_lock_wait
+        )
+
+
+_state: _State | None = None
+
+
+def _current_state() -> _State:
+    global _state
+    if _state is None or _state.root != config.counters_root():
+        if _state is not None:
+            _state.cache.close()
+        _state = _State()
+    return _state
+
+
+def _migrated(counter_id: str, report: MigrationReport) -> None:
+    logger.info(
+        "counter database migrated",
+        extra={
+            "counter_id": counter_id,
+            "from_version": report.from_version,
+            "to_version": report.to_version,
+            "applied": list(report.applied),
+            "adopted": list(report.adopted),
+            "unknown_additive": list(report.unknown_additive),
+            "migration_ms": round(report.seconds * 1000, 3),
+        },
+    )
+    if report.applied:
+        _metric("MigrationsApplied", MetricUnit.Count, len(report.applied))
+        _metric("MigrationTime", MetricUnit.Milliseconds, report.seconds * 1000)
+
+
+def _lock_wait(seconds: float) -> None:
+    _metric("LockWaitTime", MetricUnit.Milliseconds, seconds * 1000)
+
+
+def _metric(name: str, unit: MetricUnit, value: float, **dimensions: str) -> None:
+    """One CloudWatch metric in embedded metric format, flushed at once with its own dimensions.
+
+    Flushed one by one because each needs a different dimension set (route and status for requests,
+    none for migrations). Powertools' `single_metric` ignores POWERTOOLS_METRICS_DISABLED, so this
+    goes through `Metrics`, which honours it.
+    """
+    for key, dimension in dimensions.items():
+        metrics.add_dimension(name=key, value=dimension)
+    metrics.add_metric(name=name, unit=unit, value=value)
+    metrics.flush_metrics()
+    metrics.clear_metrics()  # flush skips its own clear when metrics are disabled
+
+
+_cold_start = True
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _cold_start
+    if _cold_start:
+        _cold_start = False
+        _metric("ColdStart", MetricUnit.Count, 1)
+    started = time.perf_counter()
+    fallback_id = str(getattr(context, "aws_request_id", None) or "local")
+    route_name = "unmatched"
+    # Replaced at the start of every invocation, so a log line never carries an earlier request's ID.
+    logger.append_keys(request_id=fallback_id)
+    try:
+        request = parse_event(event, fallback_request_id=fallback_id)
+    except BadEvent as exc:
+        logger.warning("not an API Gateway proxy event", extra={"reason": str(exc)})
+        response = errors.error_response(
+            400,
+            "bad_request",
+            "the event is not an API Gateway proxy request - send an HTTP request",
+            fallback_id,
+        )
+        return response.to_lambda()
+    logger.append_keys(request_id=request.request_id)
+    try:
+        route, params = match(request.method, request.path)
+        route_name = route.operation_id
+        response = _dispatch(route, params, request)
+    except (NoRoute, WrongMethod, BadPathEncoding) as exc:
+        response = _routing_error(exc, request)
+    except errors.ApiError as exc:
+        response = errors.from_api_error(exc, request.request_id)
+    except CounterError as exc:
+        logger.warning("request refused", extra={"code": exc.code, "reason": str(exc)})
+        response = errors.from_domain_error(exc, request.request_id)
+    except Exception:  # the one top-level catch: anything unexpected is a 500 with the request ID
+        logger.exception("unexpected error")
+        response = errors.internal_error(request.request_id)
+    response.headers["x-request-id"] = request.request_id
+    _metric("Requests", MetricUnit.Count, 1, route=route_name, status=str(response.status))
+    logger.info(
+        "request",
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "route": route_name,
+            "status": response.status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+        },
+    )
+    return response.to_lambda()
+
+
+def _routing_error(exc: Exception, request: Request) -> Response:
+    if isinstance(exc, WrongMethod):
+        return errors.error_response(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed here - use {', '.join(exc.allow)}",
+            request.request_id,
+            headers={"allow": ", ".join(exc.allow)},
+        )
+    if isinstance(exc, BadPathEncoding):
+        return errors.error_response(
+            400,
+            "invalid_counter_id",
+            "the counter ID is not valid UTF-8 once URL-decoded - encode it as UTF-8",
+            request.request_id,
+        )
+    return errors.error_response(
+        404, "route_not_found", "no such route - see GET /openapi.json for the routes", request.request_id
+    )
+
+
+def _dispatch(route: Route, params: dict[str, str], request: Request) -> Response:
+    if route.operation_id == "getOpenApi":
+        from handlers.openapi import openapi_document  # built on first use, not at cold start
+
+        return Response(200, openapi_document())
+    counter_id = validate_counter_id(params["id"])
+    store = _current_state().store
+    if route.operation_id == "getCounter":
+        return json_response(200, store.get(counter_id).model_dump(mode="json"))
+    if route.operation_id == "getCounterHistory":
+        query = _validate(HistoryQuery, request.query, what="query string")
+        page = store.history(counter_id, limit=query.limit, cursor=query.cursor)
+        return json_response(200, page.model_dump(mode="json"))
+    body = _body(route, request)
+    operation = _operation(route, body)
+    key = _idempotency_key(request)
+    idempotency = None
+    if key is not None:
+        fingerprint = _fingerprint(route, counter_id, body)
+        idempotency = Idempotency(key=key, fingerprint=fingerprint, render=lambda o: _stored(route, o))
+    applied = store.apply(counter_id, operation, request_id=request.request_id, idempotency=idempotency)
+    if applied.replayed is not None:
+        return _from_stored(applied.replayed, replayed=True)
+    assert applied.outcome is not None
+    return _from_stored(_stored(route, applied.outcome), replayed=False)
+
+
+def _operation(route: Route, body: BaseModel | None) -> Operation:
+    from counter_core.models import SetCounter, Step
+
+    if route.operation_id == "incrementCounter":
+        return Increment(body.by if isinstance(body, Step) else 1)
+    if route.operation_id == "decrementCounter":
+        return Decrement(body.by if isinstance(body, Step) else 1)
+    if route.operation_id == "setCounter":
+        assert isinstance(body, SetCounter)
+        return Set(body.value, body.metadata)
+    if route.operation_id == "resetCounter":
+        return Reset()
+    return Delete()
+
+
+def _stored(route: Route, outcome: Outcome) -> StoredResponse:
+    if outcome.counter is None:
+        return StoredResponse(status=204, body="")
+    status = 201 if route.operation_id == "setCounter" and outcome.created else route.success
+    return StoredResponse(status=status, body=outcome.counter.model_dump_json())
+
+
+def _from_stored(stored: StoredResponse, *, replayed: bool) -> Response:
+    response = Response(stored.status, stored.body or None)
+    if replayed:
+        response.headers["idempotent-replayed"] = "true"
+    return response
+
+
+def _body(route: Route, request: Request) -> BaseModel | None:
+    raw = request.body
+    if raw is None or raw.strip() == b"":
+        if route.body is not None and route.body_required:
+            raise errors.ApiError(422, "validation_failed", "a JSON body is required - send one", details=[])
+        return route.body() if route.body is not None else None
+    if len(raw) > MAX_BODY_BYTES:
+        raise errors.ApiError(
+            413,
+            "payload_too_large",
+            f"the body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES} - send less",
+        )
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise errors.ApiError(
+            415,
+            "unsupported_media_type",
+            f"the body is sent as {content_type!r} - send JSON with Content-Type: application/json",
+        )
+    if route.body is None:
+        raise errors.ApiError(422, "validation_failed", "this route takes no body - send none", details=[])
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise errors.ApiError(
+            400, "invalid_json", f"the body is not valid JSON ({exc.__class__.__name__}) - fix it"
+        ) from None
+    return _validate(route.body, data, what="body")
+
+
+def _validate(model: type[M], data: Any, *, what: str) -> M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
+            for err in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        raise errors.ApiError(
+            422, "validation_failed", f"the {what} is not valid - see details", details=details
+        ) from None
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not all(" " <= ch <= "~" for ch in key):
+        raise errors.ApiError(
+            400,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 printable ASCII characters - send another",
+        )
+    return key
+
+
+def _fingerprint(route: Route, counter_id: str, body: BaseModel | None) -> str:
+    """Same route, counter and (parsed) body: the same request, whatever the JSON whitespace."""
+    canonical = json.dumps(
+        [route.method, route.path, counter_id, body.model_dump(mode="json") if body is not None else None],
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,130 @@
+"""The OpenAPI 3.1 document, generated from the route table and the pydantic models.
+
+Built on the first request for it (not at cold start) and cached; `python -m tools.openapi` writes
+the committed copy, docs/openapi.json, and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from counter_core.models import ErrorBody, HistoryQuery
+from counter_core.paths import MAX_ID_LENGTH
+from handlers.routes import TABLE, Route
+
+TITLE = "Durable counters"
+VERSION = "1.0.0"
+
+_ERROR_TEXT = {
+    400: "Bad request: invalid_counter_id, invalid_cursor, invalid_json, invalid_idempotency_key",
+    404: "not_found: the counter does not exist",
+    405: "method_not_allowed (see the Allow header)",
+    409: "out_of_range: the value would leave the signed 64-bit range; nothing changed",
+    413: "payload_too_large: the body is over 64 KiB",
+    415: "unsupported_media_type: send Content-Type: application/json",
+    422: "validation_failed (with details) or idempotency_key_reused",
+    500: "internal: unexpected; quote the request_id",
+    503: "busy (lock wait timed out) or a migration refusal; see Retry-After",
+}
+
+
+def _schemas() -> tuple[dict[Any, Any], dict[str, Any]]:
+    models: set[type[BaseModel]] = {ErrorBody}
+    for route in TABLE:
+        models.update(m for m in (route.body, route.response) if m is not None)
+    ordered = sorted(models, key=lambda m: m.__name__)
+    refs, document = models_json_schema(
+        [(m, "validation" if any(r.body is m for r in TABLE) else "serialization") for m in ordered],
+        ref_template="#/components/schemas/{model}",
+    )
+    return dict(refs), document.get("$defs", {})
+
+
+def _json_content(ref: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": ref}}
+
+
+def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
+    operation: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary, "responses": {}}
+    parameters: list[dict[str, Any]] = []
+    if "{id}" in route.path:
+        parameters.append(
+            {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "description": "Counter ID: 1 to 256 Unicode characters, no control characters (URL-encoded).",
+                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+            }
+        )
+    if route.operation_id == "getCounterHistory":
+        for name, field in HistoryQuery.model_fields.items():
+            schema = HistoryQuery.model_json_schema()["properties"][name]
+            parameters.append(
+                {"name": name, "in": "query", "required": field.is_required(), "schema": schema}
+            )
+    if route.mutation:
+        parameters.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Apply at most once: a retry with the same key and request replays the stored response.",
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"},
+            }
+        )
+    if parameters:
+        operation["parameters"] = parameters
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": route.body_required,
+            "content": _json_content(refs[(route.body, "validation")]),
+        }
+    responses: dict[str, Any] = operation["responses"]
+    if route.operation_id == "getOpenApi":
+        responses["200"] = {
+            "description": "OpenAPI 3.1 document",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+        return operation
+    success: dict[str, Any] = {"description": "Success"}
+    if route.response is not None and route.success != 204:
+        success["content"] = _json_content(refs[(route.response, "serialization")])
+    responses[str(route.success)] = success
+    if route.operation_id == "setCounter":
+        responses["201"] = {
+            "description": "Created",
+            "content": _json_content(refs[(route.response, "serialization")]),
+        }
+    for status in sorted({*route.errors, 405, 500}):
+        responses[str(status)] = {
+            "description": _ERROR_TEXT[status],
+            "content": _json_content(refs[(ErrorBody, "serialization")]),
+        }
+    return operation
+
+
+@functools.cache
+def openapi_document() -> str:
+    """The document as JSON text (byte-stable: the committed copy is compared byte for byte)."""
+    refs, components = _schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for route in TABLE:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, refs)
+    document = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": TITLE,
+            "version": VERSION,
+            "description": "Durable counters: one SQLite database per counter. Every error is"
+            ' {"error": {"code", "message", "request_id", "details"?}}.',
+        },
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+    return json.dumps(document, indent=2, sort_keys=False) + "\n"

@@ -1,0 +1,139 @@
+"""The route table: the one list of what the API serves (the template and OpenAPI derive from it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from counter_core.models import CounterView, HistoryPage, SetCounter, Step
+from handlers.http import path_segments
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    body: type[BaseModel] | None = None
+    body_required: bool = False
+    success: int = 200
+    response: type[BaseModel] | None = None
+    mutation: bool = False
+    errors: tuple[int, ...] = ()
+
+
+TABLE: tuple[Route, ...] = (
+    Route(
+        "GET", "/counters/{id}", "getCounter", "Read a counter", response=CounterView, errors=(400, 404, 503)
+    ),
+    Route(
+        "PUT",
+        "/counters/{id}",
+        "setCounter",
+        "Create or overwrite a counter's value (201 created, 200 replaced)",
+        body=SetCounter,
+        body_required=True,
+        response=CounterView,
+        mutation=True,
+        errors=(400, 409, 413, 415, 422, 503),
+    ),
+    Route(
+        "DELETE",
+        "/counters/{id}",
+        "deleteCounter",
+        "Delete a counter and its history",
+        success=204,
+        mutation=True,
+        errors=(400, 404, 422, 503),
+    ),
+    Route(
+        "POST",
+        "/counters/{id}/increment",
+        "incrementCounter",
+        "Add `by` (default 1); creates the counter at 0 first if needed",
+        body=Step,
+        response=CounterView,
+        mutation=True,
+        errors=(400, 409, 413, 415, 422, 503),
+    ),
+    Route(
+        "POST",
+        "/counters/{id}/decrement",
+        "decrementCounter",
+        "Subtract `by` (default 1); creates the counter at 0 first if needed",
+        body=Step,
+        response=CounterView,
+        mutation=True,
+        errors=(400, 409, 413, 415, 422, 503),
+    ),
+    Route(
+        "POST",
+        "/counters/{id}/reset",
+        "resetCounter",
+        "Set the value back to 0",
+        response=CounterView,
+        mutation=True,
+        errors=(400, 422, 503),
+    ),
+    Route(
+        "GET",
+        "/counters/{id}/history",
+        "getCounterHistory",
+        "The counter's operations, newest first, a page at a time",
+        response=HistoryPage,
+        errors=(400, 404, 422, 503),
+    ),
+    Route("GET", "/openapi.json", "getOpenApi", "This API's OpenAPI document"),
+)
+
+# (method, path) pairs: what template.yaml must route to this function, and nothing else.
+ROUTES: tuple[tuple[str, str], ...] = tuple((route.method, route.path) for route in TABLE)
+
+
+class NoRoute(Exception):
+    """No route has this path."""
+
+
+class WrongMethod(Exception):
+    """The path exists, not with this method."""
+
+    def __init__(self, allow: list[str]) -> None:
+        super().__init__(", ".join(allow))
+        self.allow = allow
+
+
+class BadPathEncoding(Exception):
+    """A path segment does not decode to UTF-8."""
+
+
+def match(method: str, raw_path: str) -> tuple[Route, dict[str, str]]:
+    """The route and its decoded path parameters; NoRoute, WrongMethod or BadPathEncoding otherwise."""
+    segments = path_segments(raw_path)
+    if segments is None:
+        raise BadPathEncoding(raw_path)
+    allowed: list[str] = []
+    for route in TABLE:
+        params = _bind(route.path, segments)
+        if params is None:
+            continue
+        if route.method == method:
+            return route, params
+        allowed.append(route.method)
+    if allowed:
+        raise WrongMethod(allowed)
+    raise NoRoute(raw_path)
+
+
+def _bind(template: str, segments: list[str]) -> dict[str, str] | None:
+    parts = template.strip("/").split("/")
+    if len(parts) != len(segments):
+        return None
+    params: dict[str, str] = {}
+    for part, segment in zip(parts, segments, strict=True):
+        if part.startswith("{") and part.endswith("}"):
+            params[part[1:-1]] = segment
+        elif part != segment:
+            return None
+    return params

@@ -1,0 +1,7 @@
+CREATE TABLE parents (
+    id INTEGER PRIMARY KEY NOT NULL
+);
+CREATE TABLE children (
+    id INTEGER PRIMARY KEY NOT NULL,
+    parent_id INTEGER
+);

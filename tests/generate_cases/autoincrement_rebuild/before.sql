@@ -1,0 +1,5 @@
+CREATE TABLE history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+    op TEXT NOT NULL,
+    amount INTEGER
+);

@@ -1,0 +1,4 @@
+CREATE TABLE parents (
+    id INTEGER PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL
+);

@@ -1,0 +1,2 @@
+DROP INDEX `events_legacy`;--> statement-breakpoint
+ALTER TABLE `events` DROP COLUMN `legacy`;

@@ -1,0 +1,14 @@
+PRAGMA foreign_keys=OFF;--> statement-breakpoint
+DROP TABLE `parents`;--> statement-breakpoint
+PRAGMA foreign_keys=ON;--> statement-breakpoint
+PRAGMA foreign_keys=OFF;--> statement-breakpoint
+CREATE TABLE `__new_children` (
+	`id` integer PRIMARY KEY NOT NULL,
+	`parent_id` integer,
+	`label` text
+);
+--> statement-breakpoint
+INSERT INTO `__new_children`("id", "parent_id", "label") SELECT "id", "parent_id", "label" FROM `children`;--> statement-breakpoint
+DROP TABLE `children`;--> statement-breakpoint
+ALTER TABLE `__new_children` RENAME TO `children`;--> statement-breakpoint
+PRAGMA foreign_keys=ON;

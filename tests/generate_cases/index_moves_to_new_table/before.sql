@@ -1,0 +1,5 @@
+CREATE TABLE a (
+    id INTEGER PRIMARY KEY NOT NULL,
+    x INTEGER
+);
+CREATE INDEX by_x ON a (x);

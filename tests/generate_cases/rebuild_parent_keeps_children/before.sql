@@ -1,0 +1,9 @@
+CREATE TABLE parents (
+    id INTEGER PRIMARY KEY NOT NULL,
+    name TEXT
+);
+CREATE TABLE children (
+    id INTEGER PRIMARY KEY NOT NULL,
+    parent_id INTEGER NOT NULL REFERENCES parents(id) ON DELETE CASCADE
+);
+CREATE INDEX children_parent ON children (parent_id);

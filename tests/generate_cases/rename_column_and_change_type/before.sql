@@ -1,0 +1,4 @@
+CREATE TABLE readings (
+    id INTEGER PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+);

@@ -1,0 +1,9 @@
+CREATE TABLE owners (
+    id INTEGER PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL
+);
+CREATE TABLE children (
+    id INTEGER PRIMARY KEY NOT NULL,
+    parent_id INTEGER NOT NULL REFERENCES owners(id) ON DELETE CASCADE
+);
+CREATE INDEX parents_name ON owners (name);

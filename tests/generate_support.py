@@ -1,0 +1,45 @@
+"""Shared by the generator's tests: an empty migrations folder and a CLI runner that captures output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tools.drizzle_folder import write_journal
+from tools.manifest_builder import write_manifest
+from tools.migrations import main
+
+
+@dataclass(frozen=True)
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def empty_folder(folder: Path) -> Path:
+    """A migrations folder with an empty journal and manifest, like a new project's `generated/`."""
+    (folder / "meta").mkdir(parents=True)
+    write_journal(folder, [])
+    write_manifest(folder)
+    return folder
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> Result:
+    """`python -m tools.migrations ARGS` in-process."""
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file of a migrations folder by relative path, to prove that nothing was written."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

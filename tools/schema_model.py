@@ -1,0 +1,191 @@
+"""The schema as the generator sees it: tables, columns, indexes and constraints, and what "equal" means.
+
+One model serves the schema file (introspected by SQLite), Drizzle Kit snapshots and replayed
+databases, so all three compare the same way. `canonical()` is the comparison: it ignores what
+SQLite ignores (constraint names, column order, identifier case in expressions, whitespace).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tools.sqltext import tokens
+
+# Column order is not compared: ADD COLUMN can only append, and Drizzle Kit ignores order too, so
+# a schema file that lists a new column in the middle needs no table rebuild.
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str  # declared type, lower-cased as Drizzle Kit writes it ("" when none was declared)
+    primary_key: bool = False  # single-column primary key; composite keys live on the table
+    not_null: bool = False
+    autoincrement: bool = False
+    default: str | None = None  # SQL text of the default; expressions are kept in parentheses
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    columns: tuple[str, ...]
+    unique: bool = False
+    where: str | None = None  # the WHERE of a partial index, SQL text
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    name: str
+    columns: tuple[str, ...]
+    table_to: str
+    columns_to: tuple[str, ...]
+    on_update: str = "no action"
+    on_delete: str = "no action"
+
+
+@dataclass(frozen=True)
+class UniqueConstraint:
+    name: str
+    columns: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CheckConstraint:
+    name: str
+    value: str  # the expression inside CHECK(...)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    columns: dict[str, Column]
+    indexes: dict[str, Index] = field(default_factory=dict)
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    primary_key: tuple[str, ...] = ()  # composite primary key (two or more columns), else ()
+    uniques: tuple[UniqueConstraint, ...] = ()
+    checks: tuple[CheckConstraint, ...] = ()
+
+
+@dataclass(frozen=True)
+class Schema:
+    tables: dict[str, Table] = field(default_factory=dict)
+
+
+class SchemaError(Exception):
+    """A schema file or snapshot cannot be used; `problems` are `where: what - what to do` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def normalize_sql(text: str) -> str:
+    """SQL text compared as SQLite reads it: no comments or spacing, identifiers case-folded."""
+    return " ".join(tok if tok.startswith("'") else tok.upper() for tok in tokens(text))
+
+
+def column_key(column: Column) -> dict[str, Any]:
+    """What makes two column definitions the same; a difference needs a rebuild."""
+    return {
+        "type": " ".join(column.type.lower().split()),
+        "primaryKey": column.primary_key,
+        "notNull": column.not_null,
+        "autoincrement": column.autoincrement,
+        "default": None if column.default is None else normalize_sql(column.default),
+    }
+
+
+def index_key(index: Index) -> dict[str, Any]:
+    return {
+        "columns": list(index.columns),
+        "unique": index.unique,
+        "where": None if index.where is None else normalize_sql(index.where),
+    }
+
+
+def constraints_key(table: Table) -> dict[str, Any]:
+    """Table-level constraints, by content (their names are only labels in SQLite)."""
+    return {
+        "primaryKey": list(table.primary_key),
+        "foreignKeys": sorted(
+            [list(fk.columns), fk.table_to, list(fk.columns_to), fk.on_update, fk.on_delete]
+            for fk in table.foreign_keys
+        ),
+        "unique": sorted(list(u.columns) for u in table.uniques),
+        "checks": sorted(normalize_sql(c.value) for c in table.checks),
+    }
+
+
+def canonical(schema: Schema) -> dict[str, Any]:
+    """JSON-able form in which two schemas are equal exactly when SQLite would treat them alike."""
+    return {
+        name: {
+            "columns": {c.name: column_key(c) for c in table.columns.values()},
+            **constraints_key(table),
+            "indexes": {i.name: index_key(i) for i in table.indexes.values()},
+        }
+        for name, table in sorted(schema.tables.items())
+    }
+
+
+def foreign_key_name(table: str, columns: tuple[str, ...], table_to: str, columns_to: tuple[str, ...]) -> str:
+    # Drizzle Kit's naming, so snapshots of the same schema agree with the ones it writes.
+    return f"{table}_{'_'.join(columns)}_{table_to}_{'_'.join(columns_to)}_fk"
+
+
+def unique_name(table: str, columns: tuple[str, ...]) -> str:
+    return f"{table}_{'_'.join(columns)}_unique"
+
+
+def primary_key_name(table: str, columns: tuple[str, ...]) -> str:
+    return f"{table}_{'_'.join(columns)}_pk"
+
+
+_LITERAL = re.compile(
+    r"""[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|[+-]?0[xX][0-9a-fA-F]+|'(?:[^']|'')*'|[xX]'[0-9a-fA-F]*'
+      |(?i:null|true|false|current_time|current_date|current_timestamp)""",
+    re.VERBOSE,
+)
+
+
+def default_sql(text: str) -> str:
+    """A default as it can be written after DEFAULT: literals as they are, expressions in parentheses.
+
+    SQLite reports `DEFAULT (1+2)` as `1+2` (pragma table_xinfo), which is not valid after DEFAULT.
+    """
+    text = text.strip()
+    if _LITERAL.fullmatch(text) or (text.startswith("(") and _balanced_outer(text)):
+        return text
+    return f"({text})"
+
+
+def is_constant_default(text: str | None) -> bool:
+    """True for defaults ALTER TABLE ADD COLUMN accepts (https://sqlite.org/lang_altertable.html#altertabaddcol)."""
+    if text is None:
+        return True
+    return bool(_LITERAL.fullmatch(text)) and text.lower() not in (
+        "current_time",
+        "current_date",
+        "current_timestamp",
+    )
+
+
+def _balanced_outer(text: str) -> bool:
+    """True when the first "(" closes at the very end: `(a) + (b)` is not wrapped, `(a + b)` is."""
+    depth = 0
+    quote = ""
+    for position, char in enumerate(text):
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"`":
+            quote = char
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0:
+                return position == len(text) - 1
+    return False
