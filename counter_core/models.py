@@ -5,13 +5,23 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 METADATA_MAX_BYTES = 4096
 
-Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX, strict=True)]
+
+def _json_integer(value: object) -> object:
+    """JSON Schema's integer: 5 and 5.0 are both integers; "5" and true are not."""
+    if isinstance(value, bool | str):
+        raise ValueError("must be an integer")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX), BeforeValidator(_json_integer)]
 
 
 class SetCounter(BaseModel):
@@ -39,7 +49,7 @@ class Step(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    by: Annotated[int, Field(ge=1, le=INT64_MAX, strict=True)] = 1
+    by: Annotated[int, Field(ge=1, le=INT64_MAX), BeforeValidator(_json_integer)] = 1
 
 
 class HistoryQuery(BaseModel):

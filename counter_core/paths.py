@@ -16,6 +16,9 @@ from pathlib import Path
 from counter_core.errors import InvalidCounterId
 
 MAX_ID_LENGTH = 256
+# The same rule as validate_counter_id, as a JSON Schema (ECMA 262) pattern for the OpenAPI document:
+# Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F.
+ID_PATTERN = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
 SUFFIX = ".sqlite3"
 _FILE_NAME = re.compile(r"^[0-9a-f]{64}\.sqlite3$")
 _FAN_OUT = re.compile(r"^[0-9a-f]{2}$")

@@ -11,8 +11,6 @@ import json
 import time
 from typing import Any, TypeVar
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ValidationError
 
 from counter_core import (
@@ -36,19 +34,17 @@ from counter_core.store import (
     Set,
     StoredResponse,
 )
-from handlers import errors
+from handlers import errors, observability
 from handlers.http import BadEvent, Request, Response, json_response, parse_event
+from handlers.observability import MetricUnit, emit_metric
 from handlers.routes import ROUTES, BadPathEncoding, NoRoute, Route, WrongMethod, match
 
 __all__ = ["ROUTES", "handler"]
 
-SERVICE = "counters"
-METRICS_NAMESPACE = "DurableCounters"
 MAX_BODY_BYTES = 64 * 1024
 M = TypeVar("M", bound=BaseModel)
 
-logger = Logger(service=SERVICE)
-metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+logger = observability.logger
 
 MANIFEST = bundled_manifest()  # at import: a bad bundle fails the cold start, not a request
 
@@ -96,26 +92,12 @@ def _migrated(counter_id: str, report: MigrationReport) -> None:
         },
     )
     if report.applied:
-        _metric("MigrationsApplied", MetricUnit.Count, len(report.applied))
-        _metric("MigrationTime", MetricUnit.Milliseconds, report.seconds * 1000)
+        emit_metric("MigrationsApplied", MetricUnit.Count, len(report.applied))
+        emit_metric("MigrationTime", MetricUnit.Milliseconds, report.seconds * 1000)
 
 
 def _lock_wait(seconds: float) -> None:
-    _metric("LockWaitTime", MetricUnit.Milliseconds, seconds * 1000)
-
-
-def _metric(name: str, unit: MetricUnit, value: float, **dimensions: str) -> None:
-    """One CloudWatch metric in embedded metric format, flushed at once with its own dimensions.
-
-    Flushed one by one because each needs a different dimension set (route and status for requests,
-    none for migrations). Powertools' `single_metric` ignores POWERTOOLS_METRICS_DISABLED, so this
-    goes through `Metrics`, which honours it.
-    """
-    for key, dimension in dimensions.items():
-        metrics.add_dimension(name=key, value=dimension)
-    metrics.add_metric(name=name, unit=unit, value=value)
-    metrics.flush_metrics()
-    metrics.clear_metrics()  # flush skips its own clear when metrics are disabled
+    emit_metric("LockWaitTime", MetricUnit.Milliseconds, seconds * 1000)
 
 
 _cold_start = True
@@ -125,7 +107,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     global _cold_start
     if _cold_start:
         _cold_start = False
-        _metric("ColdStart", MetricUnit.Count, 1)
+        emit_metric("ColdStart", MetricUnit.Count, 1)
     started = time.perf_counter()
     fallback_id = str(getattr(context, "aws_request_id", None) or "local")
     route_name = "unmatched"
@@ -158,7 +140,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.exception("unexpected error")
         response = errors.internal_error(request.request_id)
     response.headers["x-request-id"] = request.request_id
-    _metric("Requests", MetricUnit.Count, 1, route=route_name, status=str(response.status))
+    emit_metric("Requests", MetricUnit.Count, 1, route=route_name, status=str(response.status))
     logger.info(
         "request",
         extra={

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from counter_core.models import ErrorBody, HistoryQuery
-from counter_core.paths import MAX_ID_LENGTH
+from counter_core.paths import ID_PATTERN, MAX_ID_LENGTH
 from handlers.routes import TABLE, Route
 
 TITLE = "Durable counters"
@@ -59,7 +59,12 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
                 "in": "path",
                 "required": True,
                 "description": "Counter ID: 1 to 256 Unicode characters, no control characters (URL-encoded).",
-                "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_ID_LENGTH,
+                    "pattern": ID_PATTERN,
+                },
             }
         )
     if route.operation_id == "getCounterHistory":

@@ -160,8 +160,6 @@ def test_each_function_handler_module_is_bundled(bundle: Path, function: str) ->
     }[function]
     assert f"Handler: {handler}" in template
     module = Path(*handler.split(".")[:-1]).with_suffix(".py")
-    if module == Path("handlers/fleet.py") and not (REPO / module).exists():
-        pytest.xfail("handlers/fleet.py lands with the fleet part of issue 5")
     assert (bundle / module).is_file()
 
 

@@ -102,7 +102,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve
+    def __getattr__(self, name: str) -> Any:
+        # Every method reaches the handler (do_GET, do_TRACE, ...), as API Gateway passes any method
+        # on: the handler, not the server, answers 405 with Allow.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def log_message(self, format: str, *args: Any) -> None:
         # One line per request on stderr; the handler's own JSON logs go to stdout.

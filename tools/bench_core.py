@@ -1,0 +1,252 @@
+"""The benchmark's vocabulary: sample summaries, figures with goals, run sizes, and the printed table.
+
+Nothing here measures anything; `tools.bench` runs the figures and `tools.bench_workers` holds the
+code that runs inside measured subprocesses.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Direction = Literal["at_most", "at_least"]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How many repetitions each figure takes; `full` is what the README's table comes from."""
+
+    name: str
+    warm_ops: int  # figure 1: increments per side on disk
+    ram_ops: int  # figure 2: increments per side on the RAM-backed directory
+    first_touch: int  # figure 3: new counters per side
+    fresh_processes: int  # figure 4: fresh interpreters per side
+    contention_n: int  # figure 5: increments per process (8 processes)
+    contention_runs: int  # figure 5: runs per side
+    fleet_files: int  # figure 6: counter files per tree
+    fleet_runs: int  # figure 6: runs per side
+    cold_processes: int  # figure 7: fresh interpreters per kind
+    memory_many: int  # figure 8: distinct counters touched
+    memory_runs: int  # figure 8: processes
+    syscall_ops: tuple[int, int]  # figure 9: two run lengths; their difference isolates the steady state
+
+
+SCALES = {
+    "full": Scale(
+        name="full",
+        warm_ops=1000,
+        ram_ops=3000,
+        first_touch=300,
+        fresh_processes=40,
+        contention_n=100,
+        contention_runs=5,
+        fleet_files=10_000,
+        fleet_runs=2,
+        cold_processes=20,
+        memory_many=10_000,
+        memory_runs=2,
+        syscall_ops=(100, 600),
+    ),
+    "quick": Scale(
+        name="quick",
+        warm_ops=300,
+        ram_ops=1000,
+        first_touch=100,
+        fresh_processes=15,
+        contention_n=30,
+        contention_runs=2,
+        fleet_files=1_000,
+        fleet_runs=1,
+        cold_processes=8,
+        memory_many=10_000,
+        memory_runs=1,
+        syscall_ops=(50, 250),
+    ),
+    # For the smoke test only: proves every figure runs end to end; its numbers mean nothing.
+    "tiny": Scale(
+        name="tiny",
+        warm_ops=10,
+        ram_ops=10,
+        first_touch=4,
+        fresh_processes=2,
+        contention_n=3,
+        contention_runs=1,
+        fleet_files=12,
+        fleet_runs=1,
+        cold_processes=2,
+        memory_many=40,
+        memory_runs=1,
+        syscall_ops=(3, 8),
+    ),
+}
+
+MEMORY_FEW = 10
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Median, min and max of raw samples (all samples are kept for the JSON)."""
+
+    samples: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def min(self) -> float:
+        return min(self.samples)
+
+    @property
+    def max(self) -> float:
+        return max(self.samples)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "median": self.median,
+            "min": self.min,
+            "max": self.max,
+            "n": len(self.samples),
+            "samples": list(self.samples),
+        }
+
+
+@dataclass(frozen=True)
+class Goal:
+    ratio: float
+    direction: Direction
+
+    def met(self, ratio: float) -> bool:
+        return ratio <= self.ratio if self.direction == "at_most" else ratio >= self.ratio
+
+    @property
+    def text(self) -> str:
+        return f"{'<=' if self.direction == 'at_most' else '>='} {self.ratio:g}x"
+
+
+@dataclass
+class Figure:
+    """One line of the table: project vs baseline, or the honest reason it was not measured."""
+
+    key: str  # "1", "3h", ...: the issue's figure number, a suffix for variants
+    title: str
+    unit: str
+    project_label: str
+    baseline_label: str
+    goal: Goal | None = None
+    project: Summary | None = None
+    baseline: Summary | None = None
+    repetitions: str = ""
+    not_measured: str | None = None
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.project is None or self.baseline is None or self.baseline.median == 0:
+            return None
+        return self.project.median / self.baseline.median
+
+    @property
+    def met(self) -> bool | None:
+        ratio = self.ratio
+        if self.goal is None or ratio is None:
+            return None
+        return self.goal.met(ratio)
+
+    def skip(self, reason: str) -> Figure:
+        self.not_measured = reason
+        return self
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "figure": self.key,
+            "title": self.title,
+            "status": "not_measured" if self.not_measured else "measured",
+            "reason": self.not_measured,
+            "unit": self.unit,
+            "project_label": self.project_label,
+            "baseline_label": self.baseline_label,
+            "project": self.project.as_json() if self.project else None,
+            "baseline": self.baseline.as_json() if self.baseline else None,
+            "ratio": self.ratio,
+            "goal": None
+            if self.goal is None
+            else {"ratio": self.goal.ratio, "direction": self.goal.direction},
+            "met": self.met,
+            "repetitions": self.repetitions,
+            "notes": self.notes,
+            "extra": self.extra,
+        }
+
+
+def fmt(value: float) -> str:
+    """Three significant figures, without scientific notation for the magnitudes this bench sees."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def _cell(summary: Summary | None) -> str:
+    if summary is None:
+        return "-"
+    return f"{fmt(summary.median)} [{fmt(summary.min)}-{fmt(summary.max)}]"
+
+
+def render_table(figures: list[Figure]) -> str:
+    """The fixed-width table printed at the end of a run (and pasted into the README)."""
+    header = (
+        "#",
+        "figure",
+        "unit",
+        "project median [min-max]",
+        "baseline median [min-max]",
+        "ratio",
+        "goal",
+        "met",
+        "reps",
+    )
+    rows: list[tuple[str, ...]] = []
+    for fig in figures:
+        if fig.not_measured:
+            rows.append(
+                (fig.key, fig.title, fig.unit, f"not measured: {fig.not_measured}", "", "", "", "", "")
+            )
+            continue
+        ratio = fig.ratio
+        met = fig.met
+        rows.append(
+            (
+                fig.key,
+                fig.title,
+                fig.unit,
+                _cell(fig.project),
+                _cell(fig.baseline),
+                "-" if ratio is None else f"{ratio:.2f}x",
+                fig.goal.text if fig.goal else "-",
+                "-" if met is None else ("yes" if met else "NO"),
+                fig.repetitions,
+            )
+        )
+    # A not-measured row's reason spans the remaining columns; it does not widen them.
+    measured = [row for row in rows if not row[3].startswith("not measured")]
+    widths = [
+        max([len(h), *(len(row[i]) for row in (measured if i >= 3 else rows))]) for i, h in enumerate(header)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        if row[3].startswith("not measured"):
+            lines.append(
+                "  ".join(c.ljust(w) for c, w in zip(row[:3], widths[:3], strict=True)) + "  " + row[3]
+            )
+        else:
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
