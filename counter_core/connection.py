@@ -38,6 +38,10 @@ def _foreign_keys(conn: apsw.Connection) -> None:
     conn.execute("PRAGMA foreign_keys=ON")
 
 
+# The store and the engine run about a dozen distinct statements; APSW's default cache of 100 per
+# connection only costs memory in a cache of many connections.
+_STATEMENT_CACHE_SIZE = 16
+
 SETUP_STEPS: tuple[Callable[[apsw.Connection], None], ...] = (_journal_mode, _synchronous, _foreign_keys)
 
 
@@ -52,7 +56,7 @@ def open_database(path: Path, *, create: bool, busy_timeout_ms: int) -> apsw.Con
         path.parent.mkdir(parents=True, exist_ok=True)
         flags |= apsw.SQLITE_OPEN_CREATE
     try:
-        conn = apsw.Connection(str(path), flags=flags)
+        conn = apsw.Connection(str(path), flags=flags, statementcachesize=_STATEMENT_CACHE_SIZE)
     except apsw.CantOpenError as exc:
         if not create and not path.exists():
             raise CounterNotFound(f"no database file for this counter at {path}") from exc

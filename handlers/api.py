@@ -53,9 +53,9 @@ class _State:
     """Per-process state, rebuilt only if COUNTERS_ROOT changes (tests, the local server)."""
 
     def __init__(self) -> None:
-        self.root = config.counters_root()
+        self.root_setting = config.root_setting()
         self.cache = ConnectionCache(
-            self.root,
+            config.counters_root(),
             MANIFEST,
             capacity=config.connection_cache_size(),
             busy_timeout_ms=config.busy_timeout_ms(),
@@ -71,7 +71,8 @@ _state: _State | None = None
 
 def _current_state() -> _State:
     global _state
-    if _state is None or _state.root != config.counters_root():
+    # A string comparison per request, not a Path: this runs on every warm invocation.
+    if _state is None or _state.root_setting != config.root_setting():
         if _state is not None:
             _state.cache.close()
         _state = _State()
@@ -141,7 +142,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         response = errors.internal_error(request.request_id)
     response.headers["x-request-id"] = request.request_id
     emit_metric("Requests", MetricUnit.Count, 1, route=route_name, status=str(response.status))
-    logger.info(
+    # DEBUG, not INFO: API Gateway's access log already records every request, and a JSON line per
+    # request costs CPU and a write on the hot path (tools.bench, figure 1). Turn it on with
+    # POWERTOOLS_LOG_LEVEL=DEBUG, or for a sample of invocations with POWERTOOLS_LOGGER_SAMPLE_RATE.
+    logger.debug(
         "request",
         extra={
             "method": request.method,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import apsw
@@ -382,6 +383,8 @@ def test_an_unexpected_failure_is_500_with_the_request_id_and_no_internals(
 def test_requests_and_migrations_are_logged_and_measured(
     api_root: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    # GIVEN per-request lines switched on (they are DEBUG: API Gateway's access log has every request)
+    caplog.set_level(logging.DEBUG, logger="counters")
     invoke(http_event("POST", "/counters/m/increment", request_id="req-m"))
     logs = _json_logs(caplog)
     request_logs = [log for log in logs if log.get("message") == "request"]

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from counter_core import config
+
 DEFAULT_ROOT = Path("var/counters")
 
 
@@ -123,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     args.root.mkdir(parents=True, exist_ok=True)
-    os.environ["COUNTERS_ROOT"] = str(args.root.resolve())
+    os.environ[config.ENV_ROOT] = str(args.root.resolve())
     # No CloudWatch here: keep the console to one line per request (override either to see them).
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
