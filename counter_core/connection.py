@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import apsw
 
+from counter_core.create import Created, create_database
 from counter_core.errors import CounterNotFound, StorageBusy
 from counter_core.manifest import Manifest
 from counter_core.migrate import MigrationReport, ensure_current, not_a_database
@@ -78,6 +80,11 @@ def open_database(path: Path, *, create: bool, busy_timeout_ms: int) -> apsw.Con
 
 
 MigrationListener = Callable[[str, MigrationReport], None]
+T = TypeVar("T")
+
+
+def _nothing(conn: apsw.Connection) -> None:
+    """The seed of a file created only to be opened: migrations, no first write."""
 
 
 class ConnectionCache:
@@ -114,14 +121,40 @@ class ConnectionCache:
 
     def connection(self, counter_id: str, *, create: bool) -> apsw.Connection:
         """A current connection to the counter's file; CounterNotFound if absent and not `create`."""
+        found = self.open_or_create(counter_id, seed=_nothing if create else None)
+        if isinstance(found, Created):
+            found = self.open_or_create(counter_id, seed=None)
+        assert not isinstance(found, Created)
+        return found
+
+    def open_or_create(
+        self, counter_id: str, *, seed: Callable[[apsw.Connection], T] | None
+    ) -> apsw.Connection | Created[T]:
+        """The counter's current connection; or, if it has no file and `seed` is given, create it.
+
+        Creating runs `seed` in the new file before it appears (see counter_core.create) and returns
+        `Created` instead of a connection: the caller's first write is done, and the next request
+        opens the file. Without `seed`, an absent file raises CounterNotFound and creates nothing.
+        """
         conn = self._open.get(counter_id)
         if conn is not None:
             self._open.move_to_end(counter_id)
             return conn
         path = counter_path(self.root, counter_id)
-        conn = open_database(path, create=create, busy_timeout_ms=self.busy_timeout_ms)
+        label = f"counter {counter_id!r}"
         try:
-            report = ensure_current(conn, self.manifest, label=f"counter {counter_id!r}")
+            conn = open_database(path, create=False, busy_timeout_ms=self.busy_timeout_ms)
+        except CounterNotFound:
+            if seed is None:
+                raise CounterNotFound(f"{label} does not exist") from None
+            created = create_database(path, self.manifest, label=label, seed=seed)
+            if created is not None:
+                if self._on_migrated is not None:
+                    self._on_migrated(counter_id, created.report)
+                return created
+            conn = open_database(path, create=False, busy_timeout_ms=self.busy_timeout_ms)
+        try:
+            report = ensure_current(conn, self.manifest, label=label)
         except BaseException:
             # Not cached: the next request retries the migration from scratch.
             conn.close()

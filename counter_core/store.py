@@ -20,6 +20,7 @@ from typing import Any
 import apsw
 
 from counter_core.connection import ConnectionCache
+from counter_core.create import Created
 from counter_core.errors import (
     CounterNotFound,
     IdempotencyKeyReused,
@@ -164,21 +165,25 @@ class CounterStore:
         Raises CounterNotFound (delete of a missing counter), OutOfRange, IdempotencyKeyReused,
         StorageBusy; in every case nothing changed.
         """
-        if isinstance(operation, Delete):
-            conn = self._cache.connection(counter_id, create=False)
-        else:
-            conn = self._cache.connection(counter_id, create=True)
         now = self._clock()
-        with self._transaction(counter_id, conn, "BEGIN IMMEDIATE"):
+
+        def write(conn: apsw.Connection) -> Applied:
             if idempotency is not None:
                 stored = self._replay(conn, idempotency, now)
                 if stored is not None:
                     return Applied(outcome=None, replayed=stored)
             outcome = _mutate(conn, counter_id, operation, now=now, request_id=request_id)
             if idempotency is not None:
-                response = idempotency.render(outcome)
-                self._remember(conn, idempotency, response, now)
-        return Applied(outcome=outcome)
+                self._remember(conn, idempotency, idempotency.render(outcome), now)
+            return Applied(outcome=outcome)
+
+        # A counter without a file gets one with this write already in it (one durable step instead
+        # of two: counter_core.create); a delete never creates one.
+        found = self._cache.open_or_create(counter_id, seed=None if isinstance(operation, Delete) else write)
+        if isinstance(found, Created):
+            return found.seeded
+        with self._transaction(counter_id, found, "BEGIN IMMEDIATE"):
+            return write(found)
 
     def _replay(self, conn: apsw.Connection, idempotency: Idempotency, now: int) -> StoredResponse | None:
         row = conn.execute(

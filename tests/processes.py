@@ -75,3 +75,21 @@ def stream_increments(root: str, counter_id: str) -> None:
         if result["statusCode"] == 200:
             sys.stdout.write(f"{json.loads(result['body'])['value']}\n")
             sys.stdout.flush()
+
+
+def cache_cold_start(root: str, folder: str, barrier: Barrier) -> tuple[str, ...]:
+    """A cold start through the connection cache, as the API opens a counter it is about to create."""
+    from counter_core import ConnectionCache
+
+    reports: list[tuple[str, ...]] = []
+    cache = ConnectionCache(
+        Path(root),
+        load_manifest(Path(folder)),
+        capacity=4,
+        busy_timeout_ms=20_000,
+        on_migrated=lambda _id, report: reports.append(report.applied),
+    )
+    barrier.wait()
+    cache.connection("shared", create=True).execute("INSERT INTO log VALUES ('hello')")
+    cache.close()
+    return reports[0] if reports else ()

@@ -15,6 +15,7 @@ from counter_core import (
     Manifest,
     MigrationDrift,
     MigrationFailed,
+    MigrationReport,
     NotACounterDatabase,
     SchemaTooNew,
     counter_path,
@@ -310,3 +311,32 @@ def test_the_cache_reuses_connections_and_evicts_the_least_recent(
     assert counter_path(fresh_root, "b").exists()
     cache.close()
     assert len(cache) == 0
+
+
+def test_a_counter_whose_creation_fails_leaves_no_file_behind(fresh_root: Path, tmp_path: Path) -> None:
+    bad = make_folder(
+        tmp_path / "bad", [("init", "CREATE TABLE a (x integer);\nINSERT INTO nope VALUES (1);")]
+    )
+    cache = ConnectionCache(fresh_root, bad, capacity=2, busy_timeout_ms=100)
+    with pytest.raises(
+        MigrationFailed, match="migration '0000_init' failed at statement 2: no such table: nope"
+    ):
+        cache.connection("new", create=True)
+    assert [p for p in fresh_root.rglob("*") if p.is_file()] == []
+    assert not counter_path(fresh_root, "new").exists()
+
+
+def test_a_new_counter_file_appears_complete_with_no_temporary_left(
+    fresh_root: Path, v2_manifest: Manifest
+) -> None:
+    reports: list[MigrationReport] = []
+    cache = ConnectionCache(
+        fresh_root, v2_manifest, capacity=2, busy_timeout_ms=100, on_migrated=lambda _c, r: reports.append(r)
+    )
+    cache.connection("new", create=True)
+    [report] = reports
+    assert report.applied == ("0000_init", "0001_add_note")
+    assert [p.name for p in fresh_root.rglob("*") if p.is_file()] == [counter_path(fresh_root, "new").name]
+    conn = open_database(counter_path(fresh_root, "new"), create=False, busy_timeout_ms=100)
+    assert read_header(conn) == (APPLICATION_ID, 2)
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)

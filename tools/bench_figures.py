@@ -181,8 +181,9 @@ def first_touch_figures(run: Run) -> list[Figure]:
         fig.baseline = _summary(samples["raw"], 1e-3)
         fig.repetitions = f"{count} new counters per side, interleaved, 1 process"
     note = (
-        f"{result['manifest_version']} migration(s); the project creates fan-out directories and migrates"
-        " in BEGIN EXCLUSIVE, then increments in BEGIN IMMEDIATE: two transactions to the baseline's one"
+        f"{result['manifest_version']} migration(s); the project creates fan-out directories, builds the file"
+        " (migrations + first increment) under a private name, fsyncs it and links it into place"
+        " (counter_core/create.py); the baseline runs the DDL and the increment in one journaled transaction"
     )
     store.notes.append(note)
     return [store, handler]
