@@ -521,7 +521,7 @@ def memory_figure(run: Run) -> Figure:
     fig.extra["raw_apsw_open_close_peak_rss_kib"] = raw["peak_rss_kib"]
     curve = ", ".join(f"{k}: {v / 1024:.0f}" for k, v in curves[0].items())
     fig.notes.append(
-        f"each counter created, migrated and incremented once, on the RAM dir (memory, not disk, is measured);"
+        f"each counter created (migrated, first increment) and incremented again through the connection cache, on the RAM dir (memory, not disk, is measured);"
         f" peak MiB by counters touched: {curve}; raw APSW open/close per counter, for scale:"
         f" {raw['peak_rss_kib'][str(many)] / 1024:.0f} MiB"
     )

@@ -262,12 +262,16 @@ def memory(args: dict[str, Any]) -> dict[str, Any]:
         from handlers.api import handler
 
         def touch(i: int) -> object:
+            # Twice: the first increment creates the file without opening it for the cache
+            # (counter_core/create.py); the second opens it and keeps it in the connection cache.
+            _handler_increment(handler, f"mem-{i}")
             return _handler_increment(handler, f"mem-{i}")
 
     elif mode == "store":
         store = _store(root, Path(args["manifest_dir"]))
 
         def touch(i: int) -> object:
+            _store_increment(store, f"mem-{i}")  # creates the file; the second opens and caches it
             return _store_increment(store, f"mem-{i}")
 
     else:
