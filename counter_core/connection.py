@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import apsw
 
-from counter_core.create import Created, create_database
+from counter_core.create import Created, LinkUnsupported, create_database
 from counter_core.errors import CounterNotFound, StorageBusy
 from counter_core.manifest import Manifest
 from counter_core.migrate import MigrationReport, ensure_current, not_a_database
@@ -60,9 +60,13 @@ def open_database(path: Path, *, create: bool, busy_timeout_ms: int) -> apsw.Con
     try:
         conn = apsw.Connection(str(path), flags=flags, statementcachesize=_STATEMENT_CACHE_SIZE)
     except apsw.CantOpenError as exc:
-        if not create and not path.exists():
+        if create:
+            raise
+        if not path.exists():
             raise CounterNotFound(f"no database file for this counter at {path}") from exc
-        raise
+        # Another process linked the file into place between the failed open and the check
+        # (counter_core.create): it is complete, so open it now.
+        conn = apsw.Connection(str(path), flags=flags, statementcachesize=_STATEMENT_CACHE_SIZE)
     try:
         conn.set_busy_timeout(busy_timeout_ms)
         for step in SETUP_STEPS:
@@ -147,12 +151,17 @@ class ConnectionCache:
         except CounterNotFound:
             if seed is None:
                 raise CounterNotFound(f"{label} does not exist") from None
-            created = create_database(path, self.manifest, label=label, seed=seed)
+            try:
+                created = create_database(path, self.manifest, label=label, seed=seed)
+            except LinkUnsupported:
+                created, in_place = None, True
+            else:
+                in_place = False
             if created is not None:
                 if self._on_migrated is not None:
                     self._on_migrated(counter_id, created.report)
                 return created
-            conn = open_database(path, create=False, busy_timeout_ms=self.busy_timeout_ms)
+            conn = open_database(path, create=in_place, busy_timeout_ms=self.busy_timeout_ms)
         try:
             report = ensure_current(conn, self.manifest, label=label)
         except BaseException:

@@ -13,6 +13,7 @@ its write to the winner's file as usual: nothing is applied twice.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 from collections.abc import Callable
@@ -26,6 +27,16 @@ from counter_core.manifest import Manifest
 from counter_core.migrate import MigrationReport, ensure_current
 
 T = TypeVar("T")
+
+# Errors of a file system without hard links. EFS has them (as do ext4, xfs and tmpfs); the fallback
+# keeps the service correct elsewhere: the caller creates the file in place, migrated under BEGIN
+# EXCLUSIVE like any file that is behind.
+_NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
+_links_work = True
+
+
+class LinkUnsupported(Exception):
+    """This file system cannot hard-link: create the file in place instead."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +53,12 @@ def create_database(
     """Create the file at `path`, migrated, with `seed` run in one transaction on it before it appears.
 
     Returns None if another process created the file first (then `seed`'s work was discarded). Raises
-    what `ensure_current` or `seed` raise; then nothing is left at `path`.
+    what `ensure_current` or `seed` raise; then nothing is left at `path`. Raises LinkUnsupported,
+    before any work once it is known, where the file system has no hard links.
     """
+    global _links_work
+    if not _links_work:
+        raise LinkUnsupported(str(path.parent))
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
@@ -71,6 +86,11 @@ def create_database(
             os.link(temporary, path)
         except FileExistsError:
             return None  # a racing process linked its own complete file first
+        except OSError as exc:
+            if exc.errno not in _NO_LINKS:
+                raise
+            _links_work = False
+            raise LinkUnsupported(str(path.parent)) from exc
         _fsync(path.parent)
         return Created(report, seeded)
     finally:

@@ -25,7 +25,7 @@ def test_many_processes_incrementing_one_counter_lose_nothing(api_root: Path) ->
     barrier = context.Manager().Barrier(processes)
     with context.Pool(processes) as pool:
         results = pool.starmap(increment_many, [(str(api_root), "shared", times, barrier)] * processes)
-    assert all(status == 200 for statuses in results for status in statuses)
+    assert all(status == 200 for statuses in results for status in statuses), results
     counter = invoke(http_event("GET", "/counters/shared")).json
     assert counter["value"] == processes * times
     conn = apsw.Connection(str(file_of(api_root, "shared")))

@@ -340,3 +340,59 @@ def test_a_new_counter_file_appears_complete_with_no_temporary_left(
     conn = open_database(counter_path(fresh_root, "new"), create=False, busy_timeout_ms=100)
     assert read_header(conn) == (APPLICATION_ID, 2)
     assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+def test_without_hard_links_a_new_counter_is_created_in_place(
+    fresh_root: Path, v2_manifest: Manifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a file system that refuses hard links (EFS, ext4 and tmpfs have them; some do not)
+    import errno
+    import os
+
+    from counter_core import create
+
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    monkeypatch.setattr(create, "_links_work", True)
+    cache = ConnectionCache(fresh_root, v2_manifest, capacity=2, busy_timeout_ms=100)
+    # WHEN counters are created
+    cache.connection("a", create=True)
+    cache.connection("b", create=True)
+    # THEN each file is made in place and migrated under the lock, no temporary is left, and the
+    # second creation did not try the link again
+    assert create._links_work is False
+    for counter_id in ("a", "b"):
+        conn = open_database(counter_path(fresh_root, counter_id), create=False, busy_timeout_ms=100)
+        assert read_header(conn) == (APPLICATION_ID, 2)
+    assert sorted(p.name for p in fresh_root.rglob("*") if p.is_file()) == sorted(
+        counter_path(fresh_root, c).name for c in ("a", "b")
+    )
+
+
+def test_a_file_linked_into_place_between_a_failed_open_and_the_check_is_opened(
+    tmp_path: Path, v1_manifest: Manifest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a complete counter file that another process links into place just after our open failed
+    source = tmp_path / "theirs.sqlite3"
+    ensure_current(_open(source), v1_manifest, label="theirs")
+    path = tmp_path / "c.sqlite3"
+    real_connection = apsw.Connection
+    calls = []
+
+    def racing_connection(filename: str, **kwargs: object) -> apsw.Connection:
+        calls.append(filename)
+        if len(calls) == 1:
+            os.link(source, path)
+            raise apsw.CantOpenError("unable to open database file")
+        return real_connection(filename, **kwargs)
+
+    import os
+
+    from counter_core import connection
+
+    monkeypatch.setattr(connection.apsw, "Connection", racing_connection)
+    # WHEN a reader opens it THEN it gets the file, not "not found" and not an error
+    conn = open_database(path, create=False, busy_timeout_ms=100)
+    assert read_header(conn) == (APPLICATION_ID, 1) and len(calls) == 2
