@@ -13,6 +13,8 @@ ENV_BUSY_TIMEOUT_MS = "COUNTERS_BUSY_TIMEOUT_MS"
 ENV_IDEMPOTENCY_TTL_S = "COUNTERS_IDEMPOTENCY_TTL_S"
 ENV_FLEET_QUEUE_URL = "FLEET_QUEUE_URL"
 ENV_CONNECTION_CACHE_SIZE = "COUNTERS_CONNECTION_CACHE_SIZE"
+# Powertools' own switch, honoured by handlers.observability's metric lines too.
+ENV_METRICS_DISABLED = "POWERTOOLS_METRICS_DISABLED"
 
 LAMBDA_ROOT = Path("/mnt/counters")
 LOCAL_ROOT = Path("var/counters")
@@ -68,6 +70,10 @@ def idempotency_ttl_s() -> int:
 
 def connection_cache_size() -> int:
     return _int_env(ENV_CONNECTION_CACHE_SIZE, DEFAULT_CONNECTION_CACHE_SIZE, minimum=1)
+
+
+def metrics_disabled() -> bool:
+    return os.environ.get(ENV_METRICS_DISABLED, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def fleet_queue_url() -> str | None:

@@ -112,11 +112,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     started = time.perf_counter()
     fallback_id = str(getattr(context, "aws_request_id", None) or "local")
     route_name = "unmatched"
-    # Replaced at the start of every invocation, so a log line never carries an earlier request's ID.
-    logger.append_keys(request_id=fallback_id)
     try:
         request = parse_event(event, fallback_request_id=fallback_id)
     except BadEvent as exc:
+        logger.append_keys(request_id=fallback_id)
         logger.warning("not an API Gateway proxy event", extra={"reason": str(exc)})
         response = errors.error_response(
             400,
@@ -125,6 +124,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             fallback_id,
         )
         return response.to_lambda()
+    # Replaced at the start of every invocation, so a log line never carries an earlier request's ID.
     logger.append_keys(request_id=request.request_id)
     try:
         route, params = match(request.method, request.path)

@@ -108,14 +108,20 @@ class BadPathEncoding(Exception):
     """A path segment does not decode to UTF-8."""
 
 
+# Each template split once, at import, not per request.
+_TEMPLATES: tuple[tuple[Route, tuple[str, ...]], ...] = tuple(
+    (route, tuple(route.path.strip("/").split("/"))) for route in TABLE
+)
+
+
 def match(method: str, raw_path: str) -> tuple[Route, dict[str, str]]:
     """The route and its decoded path parameters; NoRoute, WrongMethod or BadPathEncoding otherwise."""
     segments = path_segments(raw_path)
     if segments is None:
         raise BadPathEncoding(raw_path)
     allowed: list[str] = []
-    for route in TABLE:
-        params = _bind(route.path, segments)
+    for route, parts in _TEMPLATES:
+        params = _bind(parts, segments)
         if params is None:
             continue
         if route.method == method:
@@ -126,13 +132,12 @@ def match(method: str, raw_path: str) -> tuple[Route, dict[str, str]]:
     raise NoRoute(raw_path)
 
 
-def _bind(template: str, segments: list[str]) -> dict[str, str] | None:
-    parts = template.strip("/").split("/")
+def _bind(parts: tuple[str, ...], segments: list[str]) -> dict[str, str] | None:
     if len(parts) != len(segments):
         return None
     params: dict[str, str] = {}
     for part, segment in zip(parts, segments, strict=True):
-        if part.startswith("{") and part.endswith("}"):
+        if part[0] == "{":
             params[part[1:-1]] = segment
         elif part != segment:
             return None

@@ -40,5 +40,4 @@ def api_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """COUNTERS_ROOT pointed at an empty directory for the handler (its state follows the variable)."""
     root = tmp_path / "api-counters"
     monkeypatch.setenv("COUNTERS_ROOT", str(root))
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "DurableCountersTest")
     return root
