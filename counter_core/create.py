@@ -25,6 +25,7 @@ import apsw
 
 from counter_core.manifest import Manifest
 from counter_core.migrate import MigrationReport, ensure_current
+from counter_core.paths import temporary_name
 
 T = TypeVar("T")
 
@@ -60,7 +61,7 @@ def create_database(
     if not _links_work:
         raise LinkUnsupported(str(path.parent))
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    temporary = temporary_name(path, pid=os.getpid(), token=secrets.token_hex(4))
     try:
         conn = apsw.Connection(
             str(temporary),

@@ -21,6 +21,8 @@ MAX_ID_LENGTH = 256
 ID_PATTERN = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
 SUFFIX = ".sqlite3"
 _FILE_NAME = re.compile(r"^[0-9a-f]{64}\.sqlite3$")
+# counter_core.create's private build file: `<counter file name>.<pid>-<8 hex>.tmp`.
+_TEMPORARY_NAME = re.compile(r"^[0-9a-f]{64}\.sqlite3\.[0-9]+-[0-9a-f]{8}\.tmp$")
 _FAN_OUT = re.compile(r"^[0-9a-f]{2}$")
 
 
@@ -86,3 +88,17 @@ def iter_counter_files(
                 if not is_counter_file_name(path) or (after is not None and path.name <= after):
                     continue
                 yield path
+
+
+def temporary_name(path: Path, *, pid: int, token: str) -> Path:
+    """The private name a new counter file is built under before it is linked to `path`."""
+    return path.with_name(f"{path.name}.{pid}-{token}.tmp")
+
+
+def iter_stray_temporaries(root: Path) -> Iterator[Path]:
+    """Build files left by a process that died while creating a counter (never counter files)."""
+    if not root.is_dir():
+        return
+    for first in sorted(e for e in root.iterdir() if _FAN_OUT.match(e.name) and e.is_dir()):
+        for second in sorted(e for e in first.iterdir() if _FAN_OUT.match(e.name) and e.is_dir()):
+            yield from sorted(p for p in second.iterdir() if _TEMPORARY_NAME.match(p.name))

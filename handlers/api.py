@@ -135,8 +135,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except errors.ApiError as exc:
         response = errors.from_api_error(exc, request.request_id)
     except CounterError as exc:
-        logger.warning("request refused", extra={"code": exc.code, "reason": str(exc)})
         response = errors.from_domain_error(exc, request.request_id)
+        # A 404 or 409 is ordinary traffic; a 503 (busy, a migration refused) needs an operator's eye.
+        level = logger.warning if response.status >= 500 else logger.info
+        level("request refused", extra={"code": exc.code, "status": response.status, "reason": str(exc)})
     except Exception:  # the one top-level catch: anything unexpected is a 500 with the request ID
         logger.exception("unexpected error")
         response = errors.internal_error(request.request_id)

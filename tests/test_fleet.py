@@ -111,3 +111,21 @@ def test_migrate_on_a_clean_fleet_exits_0(
         == 0
     )
     assert "3 counter file(s): 3 migrated, 0 already current, 0 failed." in capsys.readouterr().out
+
+
+def test_status_reports_stray_temporaries_of_interrupted_creations(
+    tmp_path: Path, v1_manifest: Manifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "counters"
+    path = _counter(root, "a", v1_manifest)
+    from counter_core.paths import temporary_name
+
+    stray = temporary_name(path, pid=4242, token="0badc0de")
+    stray.write_bytes(b"half-built")
+    assert main(["status", str(root), "--json", "--migrations", str(tmp_path / "v1")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["files"] == 1 and report["stray_temporaries"] == [str(stray.relative_to(root))]
+    main(["status", str(root), "--migrations", str(tmp_path / "v1")])
+    assert (
+        "1 stray *.tmp file(s) from interrupted counter creations: safe to delete" in capsys.readouterr().out
+    )

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from counter_core import config
 from counter_core.fleet import FileMigration, FileState, MigrateOutcome, migrate_file, survey_file
 from counter_core.manifest import Manifest, load_manifest
-from counter_core.paths import iter_counter_files
+from counter_core.paths import iter_counter_files, iter_stray_temporaries
 
 _PROBLEMS = (FileState.DRIFTED, FileState.NEWER_BREAKING, FileState.FOREIGN, FileState.UNREADABLE)
 
@@ -36,6 +36,9 @@ def status(root: Path, folder: Path, *, as_json: bool) -> int:
                 {"file": str(path.relative_to(root)), "state": survey.state.value, "detail": survey.detail}
             )
     problems = sum(states[state] for state in _PROBLEMS)
+    # A process that died while creating a counter leaves its private build file; the counter itself
+    # was never created (creation is a link of the finished file), so these are safe to delete.
+    temporaries = [str(path.relative_to(root)) for path in iter_stray_temporaries(root)]
     if as_json:
         report = {
             "root": str(root),
@@ -44,6 +47,7 @@ def status(root: Path, folder: Path, *, as_json: bool) -> int:
             "by_version": {str(v): n for v, n in sorted(versions.items())},
             "by_state": {state.value: states[state] for state in FileState},
             "attention": attention,
+            "stray_temporaries": temporaries,
         }
         print(json.dumps(report, indent=2))
         return 1 if problems else 0
@@ -56,6 +60,11 @@ def status(root: Path, folder: Path, *, as_json: bool) -> int:
             print(f"  {state.value:>15}: {states[state]}")
     for item in attention:
         print(f"  {item['state']}: {item['file']} {item['detail']}")
+    if temporaries:
+        print(
+            f"  {len(temporaries)} stray *.tmp file(s) from interrupted counter creations: safe to delete"
+            " (e.g. find ROOT -name '*.tmp' -mmin +60 -delete)"
+        )
     if problems:
         print(f"{problems} file(s) need an operator: see the list above; nothing was changed.")
         return 1
