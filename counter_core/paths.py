@@ -53,13 +53,41 @@ def counter_path(root: Path, counter_id: str) -> Path:
     return root / digest[0:2] / digest[2:4] / f"{digest}{SUFFIX}"
 
 
+def is_shard_prefix(name: str) -> bool:
+    """Whether a name is a fan-out directory name: two lowercase hex digits."""
+    return _FAN_OUT.match(name) is not None
+
+
+def is_counter_file_basename(name: str) -> bool:
+    """Whether a bare file name is shaped like a counter file's: `<64 hex>.sqlite3`."""
+    return _FILE_NAME.match(name) is not None
+
+
 def is_counter_file_name(path: Path) -> bool:
     """Whether a path is shaped like a counter file (`ab/cd/abcd....sqlite3`) - fleet tools touch no other."""
     return (
-        _FILE_NAME.match(path.name) is not None
+        is_counter_file_basename(path.name)
         and path.parent.name == path.name[2:4]
         and path.parent.parent.name == path.name[0:2]
     )
+
+
+def _fan_out_dirs(root: Path, prefixes: tuple[str, ...] | None = None) -> Iterator[Path]:
+    """The second-level fan-out directories (`ROOT/ab/cd`), sorted; only under `prefixes` if given."""
+    if not root.is_dir():
+        return
+    firsts = (
+        sorted(prefixes)
+        if prefixes is not None
+        else sorted(entry.name for entry in root.iterdir() if is_shard_prefix(entry.name) and entry.is_dir())
+    )
+    for first in firsts:
+        first_dir = root / first
+        if first_dir.is_dir():
+            for second in sorted(
+                e.name for e in first_dir.iterdir() if is_shard_prefix(e.name) and e.is_dir()
+            ):
+                yield first_dir / second
 
 
 def iter_counter_files(
@@ -70,23 +98,11 @@ def iter_counter_files(
     `prefixes` limits the walk to first-level fan-out directories (e.g. ("0a", "ff")); `after` resumes
     strictly after a file name, so a worker that ran out of time can hand on where it stopped.
     """
-    if not root.is_dir():
-        return
-    firsts = (
-        sorted(prefixes)
-        if prefixes is not None
-        else sorted(entry.name for entry in root.iterdir() if _FAN_OUT.match(entry.name) and entry.is_dir())
-    )
-    for first in firsts:
-        first_dir = root / first
-        if not first_dir.is_dir():
+    for directory in _fan_out_dirs(root, prefixes):
+        if after is not None and directory.parent.name + directory.name < after[:4]:
             continue
-        for second in sorted(e.name for e in first_dir.iterdir() if _FAN_OUT.match(e.name) and e.is_dir()):
-            if after is not None and first + second < after[:4]:
-                continue
-            for path in sorted((first_dir / second).iterdir()):
-                if not is_counter_file_name(path) or (after is not None and path.name <= after):
-                    continue
+        for path in sorted(directory.iterdir()):
+            if is_counter_file_name(path) and (after is None or path.name > after):
                 yield path
 
 
@@ -97,8 +113,5 @@ def temporary_name(path: Path, *, pid: int, token: str) -> Path:
 
 def iter_stray_temporaries(root: Path) -> Iterator[Path]:
     """Build files left by a process that died while creating a counter (never counter files)."""
-    if not root.is_dir():
-        return
-    for first in sorted(e for e in root.iterdir() if _FAN_OUT.match(e.name) and e.is_dir()):
-        for second in sorted(e for e in first.iterdir() if _FAN_OUT.match(e.name) and e.is_dir()):
-            yield from sorted(p for p in second.iterdir() if _TEMPORARY_NAME.match(p.name))
+    for directory in _fan_out_dirs(root):
+        yield from sorted(p for p in directory.iterdir() if _TEMPORARY_NAME.match(p.name))

@@ -21,7 +21,7 @@ from counter_core import (
     config,
     validate_counter_id,
 )
-from counter_core.models import HistoryQuery
+from counter_core.models import HistoryQuery, SetCounter, Step
 from counter_core.store import (
     CounterStore,
     Decrement,
@@ -209,8 +209,6 @@ def _dispatch(route: Route, params: dict[str, str], request: Request) -> Respons
 
 
 def _operation(route: Route, body: BaseModel | None) -> Operation:
-    from counter_core.models import SetCounter, Step
-
     if route.operation_id == "incrementCounter":
         return Increment(body.by if isinstance(body, Step) else 1)
     if route.operation_id == "decrementCounter":

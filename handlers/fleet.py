@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 
 from counter_core import bundled_manifest, config, iter_counter_files
 from counter_core.fleet import FileMigration, MigrateOutcome, migrate_file
+from counter_core.paths import is_counter_file_basename, is_shard_prefix
 from handlers import observability
 from handlers.observability import MetricUnit, emit_metric
 
@@ -36,8 +36,6 @@ MANIFEST = bundled_manifest()
 
 ALL_PREFIXES: tuple[str, ...] = tuple(f"{n:02x}" for n in range(256))
 SQS_BATCH_LIMIT = 10  # SendMessageBatch takes at most 10 entries
-_PREFIX = re.compile(r"^[0-9a-f]{2}$")
-_FILE_NAME = re.compile(r"^[0-9a-f]{64}\.sqlite3$")
 
 # The SQS client's own limits, so a send that hangs cannot eat the time kept for it (botocore's
 # defaults are 60 s per connect and per read). Standard retry mode backs off between attempts.
@@ -121,7 +119,7 @@ def _planned_prefixes(event: Mapping[str, Any] | None) -> tuple[str, ...]:
             "'prefixes' must be a non-empty list of two-hex-digit shard prefixes"
             ' such as ["0a", "ff"] - omit it to plan every shard'
         )
-    bad = [item for item in raw if not isinstance(item, str) or not _PREFIX.match(item)]
+    bad = [item for item in raw if not isinstance(item, str) or not is_shard_prefix(item)]
     if bad:
         raise BadFleetEvent(
             f"'prefixes' has invalid shard prefix(es) {', '.join(map(repr, bad))}"
@@ -309,11 +307,11 @@ def _parse_message(body: object) -> _Shard:
             f"the body has unknown key(s) {', '.join(map(repr, unknown))} - send only 'prefix' and 'after'"
         )
     prefix = data.get("prefix")
-    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+    if not isinstance(prefix, str) or not is_shard_prefix(prefix):
         raise BadFleetEvent(f'\'prefix\' is {prefix!r} - use two lowercase hex digits, "00" to "ff"')
     after = data.get("after")
     if after is not None and (
-        not isinstance(after, str) or not _FILE_NAME.match(after) or not after.startswith(prefix)
+        not isinstance(after, str) or not is_counter_file_basename(after) or not after.startswith(prefix)
     ):
         raise BadFleetEvent(
             f"'after' is {after!r} - use null or the name of a counter file of shard {prefix!r}"
