@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.drizzle_folder import write_journal
-from tools.manifest_builder import write_manifest
-from tools.migrations import main
+from tools.migrations.cli import main
+from tools.migrations.folder import write_journal
+from tools.migrations.manifest import write_manifest
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Build Drizzle Kit style migration folders in tests (the layout `tools.manifest_builder` reads)."""
+"""Build Drizzle Kit style migration folders in tests (the layout `tools.migrations.manifest` reads)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 from counter_core.manifest import Manifest
-from tools.drizzle_folder import JournalEntry, write_journal
-from tools.manifest_builder import write_manifest
+from tools.migrations.folder import JournalEntry, write_journal
+from tools.migrations.manifest import write_manifest
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DRIZZLE_FOLDER = FIXTURES / "drizzle" / "migrations"

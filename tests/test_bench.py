@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tools.bench_core import Figure, Goal, Summary, render_table
-from tools.bench_figures import parse_strace_summary
+from tools.bench.figure import Figure, Goal, Summary, render_table
+from tools.bench.figures import parse_strace_summary
 
 REPO = Path(__file__).resolve().parent.parent
 FIGURE_NUMBERS = {str(n) for n in range(1, 10)}

@@ -11,7 +11,7 @@ import pytest
 from counter_core import Manifest, counter_path, ensure_current, open_database
 from tests.conftest import ADD_NOTE, PARENT_CHILD
 from tests.migration_folders import make_folder
-from tools.migrations import main
+from tools.migrations.cli import main
 
 
 def _counter(root: Path, counter_id: str, manifest: Manifest) -> Path:

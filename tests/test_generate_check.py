@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.generate_support import empty_folder, run, write
-from tools.drizzle_folder import DEFAULT_FOLDER
-from tools.generate import DEFAULT_SCHEMA
+from tools.migrations.folder import DEFAULT_FOLDER
+from tools.migrations.generate import DEFAULT_SCHEMA
 
 SCHEMA = "CREATE TABLE t (\n    id INTEGER PRIMARY KEY NOT NULL,\n    a TEXT\n);\n"
 STALE_HINT = "check failed - fix the errors above and run `python -m tools.migrations check` again."

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.generate_support import empty_folder, files, run, write
-from tools import schema_diff
-from tools.drizzle_folder import read_journal
-from tools.generate import Request, generate
-from tools.schema_diff import Renames
-from tools.snapshot import ZERO_ID
+from tools.migrations import diff as schema_diff
+from tools.migrations.diff import Renames
+from tools.migrations.folder import read_journal
+from tools.migrations.generate import Request, generate
+from tools.migrations.snapshot import ZERO_ID
 
 SCHEMA = """CREATE TABLE parents (
     id INTEGER PRIMARY KEY NOT NULL,

@@ -12,8 +12,8 @@ import pytest
 from counter_core.migrate import ensure_current
 from tests.generate_support import run, write
 from tests.migration_folders import DRIZZLE_FOLDER, FIXTURES
-from tools.drizzle_folder import read_journal
-from tools.manifest_builder import build_manifest, write_manifest
+from tools.migrations.folder import read_journal
+from tools.migrations.manifest import build_manifest, write_manifest
 
 # The fixture's final schema (source/schema_0003.ts) written as SQL.
 DRIZZLE_FINAL = """CREATE TABLE parents (

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from counter_core.migrate import MIGRATIONS_TABLE, ensure_current
 from tests.generate_support import empty_folder, run
-from tools.generate import Request, generate
-from tools.manifest_builder import build_manifest
-from tools.schema_diff import Renames
+from tools.migrations.diff import Renames
+from tools.migrations.generate import Request, generate
+from tools.migrations.manifest import build_manifest
 
 GENERATIONS = 5
 TABLE_NAMES = ["alpha", "beta", "gamma", "delta", "epsilon"]

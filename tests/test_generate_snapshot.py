@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from tests.migration_folders import DRIZZLE_FOLDER
-from tools.introspect import load_schema
-from tools.schema_model import CheckConstraint, Column, canonical, default_sql, normalize_sql
-from tools.snapshot import parse_snapshot, render_snapshot, snapshot_data
+from tools.migrations.introspect import load_schema
+from tools.migrations.schema import CheckConstraint, Column, canonical, default_sql, normalize_sql
+from tools.migrations.snapshot import parse_snapshot, render_snapshot, snapshot_data
 
 DRIZZLE_0002_SQL = """CREATE TABLE parents (id integer PRIMARY KEY NOT NULL, name text NOT NULL DEFAULT 'unnamed');
 CREATE TABLE children (

@@ -10,9 +10,9 @@ import pytest
 from counter_core import ManifestInvalid, parse_manifest
 from counter_core.manifest import bundled_manifest
 from tests.migration_folders import DRIZZLE_FOLDER, copy_drizzle_folder, make_folder
-from tools.drizzle_folder import DEFAULT_FOLDER, FolderError
-from tools.manifest_builder import build_manifest, render_manifest
-from tools.migrations import main
+from tools.migrations.cli import main
+from tools.migrations.folder import DEFAULT_FOLDER, FolderError
+from tools.migrations.manifest import build_manifest, render_manifest
 
 
 def test_a_drizzle_kit_folder_becomes_a_byte_stable_manifest(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import apsw
 
 from counter_core.migrate import DRIZZLE_TABLE, MIGRATIONS_TABLE
-from tools.schema_model import (
+from tools.migrations.schema import (
     CheckConstraint,
     Column,
     ForeignKey,
@@ -31,7 +31,7 @@ from tools.schema_model import (
     foreign_key_name,
     unique_name,
 )
-from tools.sqltext import split_statements, tokens
+from tools.migrations.sqltext import split_statements, tokens
 
 # Names the engine and table rebuilds use; a schema file must not define them.
 RESERVED_TABLES = (MIGRATIONS_TABLE, DRIZZLE_TABLE)

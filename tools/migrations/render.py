@@ -6,8 +6,8 @@ continues from Drizzle Kit reads as one.
 
 from __future__ import annotations
 
-from tools.schema_model import Column, Index, Schema, Table
-from tools.sqltext import BREAKPOINT
+from tools.migrations.schema import Column, Index, Schema, Table
+from tools.migrations.sqltext import BREAKPOINT
 
 CUSTOM_MIGRATION = "-- Custom SQL migration file, put your code below! --"
 

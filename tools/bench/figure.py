@@ -1,6 +1,6 @@
 """The benchmark's vocabulary: sample summaries, figures with goals, run sizes, and the printed table.
 
-Nothing here measures anything; `tools.bench` runs the figures and `tools.bench_workers` holds the
+Nothing here measures anything; `tools.bench` runs the figures and `tools.bench.workers` holds the
 code that runs inside measured subprocesses.
 """
 

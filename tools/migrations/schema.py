@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tools.sqltext import tokens
+from tools.migrations.sqltext import tokens
 
 # Column order is not compared: ADD COLUMN can only append, and Drizzle Kit ignores order too, so
 # a schema file that lists a new column in the middle needs no table rebuild.

@@ -11,12 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tools.drizzle_folder import DEFAULT_FOLDER, FolderError
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_UNSAFE = 3
+from tools.migrations.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from tools.migrations.folder import DEFAULT_FOLDER, FolderError
 
 
 def _add_migrations_option(parser: argparse.ArgumentParser) -> None:
@@ -122,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from tools.generate import DEFAULT_SCHEMA, Request, generate
-    from tools.schema_diff import parse_renames
-    from tools.schema_model import SchemaError
+    from tools.migrations.diff import parse_renames
+    from tools.migrations.generate import DEFAULT_SCHEMA, Request, generate
+    from tools.migrations.schema import SchemaError
 
     try:
         renames = parse_renames(args.rename_table, args.rename)
@@ -145,13 +141,13 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from tools.generate import DEFAULT_SCHEMA, check
+    from tools.migrations.generate import DEFAULT_SCHEMA, check
 
     return check(args.migrations, args.schema or DEFAULT_SCHEMA)
 
 
 def _manifest(args: argparse.Namespace) -> int:
-    from tools.manifest_builder import manifest_is_current, write_manifest
+    from tools.migrations.manifest import manifest_is_current, write_manifest
 
     folder: Path = args.migrations
     if args.check:
@@ -170,13 +166,13 @@ def _manifest(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from tools.fleet_cli import status
+    from tools.migrations.fleet import status
 
     return status(args.root, args.migrations, as_json=args.json)
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from tools.fleet_cli import migrate
+    from tools.migrations.fleet import migrate
 
     return migrate(args.root, args.migrations, workers=args.workers, progress=not args.no_progress)
 
@@ -194,7 +190,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_BAD_INPUT
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

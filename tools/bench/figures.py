@@ -1,7 +1,7 @@
 """The nine figures of the benchmark (issue 6), each as project vs raw-APSW baseline.
 
 Every figure that compares two sides measures them in the same way, in the same kind of process,
-on the same directory, interleaved; the subprocess code lives in `tools.bench_workers`.
+on the same directory, interleaved; the subprocess code lives in `tools.bench.workers`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.bench_core import MEMORY_FEW, Figure, Goal, Scale, Summary
-from tools.bench_sql import REPO, Folders, raw_first_touch, raw_increment
+from tools.bench.baseline import REPO, Folders, raw_first_touch, raw_increment
+from tools.bench.figure import MEMORY_FEW, Figure, Goal, Scale, Summary
 
 CONTENTION_PROCESSES = 8
 ROUND_TRIP_SYSCALLS = {
@@ -64,9 +64,9 @@ class Run:
 def run_worker(
     run_dir: Path, name: str, args: dict[str, Any], *, prefix: list[str] | None = None, timeout: float = 900
 ) -> tuple[dict[str, Any], float]:
-    """Run one `tools.bench_workers` subprocess; its JSON result and its wall time in seconds."""
+    """Run one `tools.bench.workers` subprocess; its JSON result and its wall time in seconds."""
     out = run_dir / f"{name}-{time.perf_counter_ns()}.json"
-    command = [*(prefix or []), sys.executable, "-m", "tools.bench_workers", name, json.dumps(args), str(out)]
+    command = [*(prefix or []), sys.executable, "-m", "tools.bench.workers", name, json.dumps(args), str(out)]
     started = time.perf_counter()
     try:
         done = subprocess.run(
@@ -246,7 +246,7 @@ def contention_figure(run: Run) -> Figure:
     if run.handler_reason is not None:
         return fig.skip(run.handler_reason)
     from counter_core import ConnectionCache, bundled_manifest, counter_path, load_manifest
-    from tools.bench_sql import counter_value, ddl_statements
+    from tools.bench.baseline import counter_value, ddl_statements
 
     ddl = ddl_statements(load_manifest(run.folders.base))
     throughput: dict[str, list[float]] = {"handler": [], "raw": []}
@@ -295,7 +295,7 @@ def contention_figure(run: Run) -> Figure:
 
 
 def _contend(side: str, args: dict[str, Any]) -> list[dict[str, Any]]:
-    from tools.bench_workers import contention_child
+    from tools.bench.workers import contention_child
 
     # spawn: a fresh interpreter per process, as a Lambda instance would have.
     context = multiprocessing.get_context("spawn")
@@ -338,7 +338,7 @@ def fleet_figure(run: Run) -> Figure:
         goal=Goal(1.5, "at_most"),
     )
     from counter_core import ConnectionCache, counter_path, load_manifest
-    from tools.bench_sql import FLEET_STATEMENT
+    from tools.bench.baseline import FLEET_STATEMENT
 
     base = run.fresh(run.disk, "fleet")
     cache = ConnectionCache(
@@ -427,7 +427,7 @@ def cold_start_figures(run: Run) -> list[Figure]:
     root = run.fresh(run.disk, "cold-start")
     (root / "raw").mkdir()
     from counter_core import load_manifest
-    from tools.bench_sql import ddl_statements
+    from tools.bench.baseline import ddl_statements
 
     raw_path = root / "raw" / "cold.sqlite3"
     raw_first_touch(

@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 from counter_core.manifest import FORMAT, MANIFEST_FILE, Manifest, Migration
-from tools.drizzle_folder import FolderError, read_journal, sql_files
-from tools.sqltext import Statement, split_statements, tokens
+from tools.migrations.folder import FolderError, read_journal, sql_files
+from tools.migrations.sqltext import Statement, split_statements, tokens
 
 # Statements that would end, nest or escape the engine's single migration transaction.
 _TRANSACTION_WORDS = {

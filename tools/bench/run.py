@@ -26,8 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tools.bench_core import SCALES, Figure, render_table
-from tools.bench_figures import (
+from tools.bench.baseline import REPO, prepare_folders
+from tools.bench.figure import SCALES, Figure, render_table
+from tools.bench.figures import (
     BenchError,
     Run,
     cold_start_figures,
@@ -40,7 +41,6 @@ from tools.bench_figures import (
     syscall_figure,
     warm_figures,
 )
-from tools.bench_sql import REPO, prepare_folders
 
 DEFAULT_RAM_DIR = Path("/dev/shm")  # noqa: S108 - a scratch folder is made inside with mkdtemp
 DEFAULT_DISK_DIR = REPO / "var"  # on the repository's disk; /tmp may be RAM-backed elsewhere
@@ -264,7 +264,3 @@ def _report(
 
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tools.drizzle_folder import FolderError, JournalEntry
-from tools.schema_model import (
+from tools.migrations.folder import FolderError, JournalEntry
+from tools.migrations.schema import (
     CheckConstraint,
     Column,
     ForeignKey,

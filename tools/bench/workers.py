@@ -1,4 +1,4 @@
-"""What runs inside the bench's measured subprocesses: `python -m tools.bench_workers NAME ARGS_JSON OUT`.
+"""What runs inside the bench's measured subprocesses: `python -m tools.bench.workers NAME ARGS_JSON OUT`.
 
 Each worker sets its environment (COUNTERS_ROOT, ...) before importing the project, measures, and
 writes its raw samples as JSON to OUT (stdout is left to the handler's logs). Module-level imports
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tools.bench_sql import (
+from tools.bench.baseline import (
     REQUEST_ID,
     LambdaContext,
     counter_value,

@@ -13,8 +13,17 @@ from dataclasses import dataclass, field
 
 import apsw
 
-from tools.introspect import REBUILD_PREFIX, introspect
-from tools.schema_model import (
+from tools.migrations.introspect import REBUILD_PREFIX, introspect
+from tools.migrations.render import (
+    column_sql,
+    create_index_sql,
+    create_table_sql,
+    dquote,
+    quote,
+    schema_statements,
+    string_literal,
+)
+from tools.migrations.schema import (
     Column,
     Schema,
     SchemaError,
@@ -23,15 +32,6 @@ from tools.schema_model import (
     constraints_key,
     index_key,
     is_constant_default,
-)
-from tools.schema_sql import (
-    column_sql,
-    create_index_sql,
-    create_table_sql,
-    dquote,
-    quote,
-    schema_statements,
-    string_literal,
 )
 
 

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from counter_core.manifest import MANIFEST_FILE, Manifest
-from tools.drizzle_folder import JournalEntry, journal_path, read_journal, write_journal
-from tools.introspect import introspect, load_schema_file
-from tools.manifest_builder import build_manifest, manifest_is_current, write_manifest
-from tools.migrations import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_UNSAFE
-from tools.schema_diff import Plan, Renames, materialize, plan_migration
-from tools.schema_model import Schema, SchemaError
-from tools.schema_sql import CUSTOM_MIGRATION, render_migration
-from tools.snapshot import (
+from tools.migrations.diff import Plan, Renames, materialize, plan_migration
+from tools.migrations.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_UNSAFE
+from tools.migrations.folder import JournalEntry, journal_path, read_journal, write_journal
+from tools.migrations.introspect import introspect, load_schema_file
+from tools.migrations.manifest import build_manifest, manifest_is_current, write_manifest
+from tools.migrations.render import CUSTOM_MIGRATION, render_migration
+from tools.migrations.schema import Schema, SchemaError
+from tools.migrations.snapshot import (
     ZERO_ID,
     carry_over,
     parse_snapshot,
@@ -35,9 +35,9 @@ from tools.snapshot import (
     snapshot_data,
     snapshot_path,
 )
-from tools.verify import ReplayFailed, check_data, replay, schema_difference
+from tools.migrations.verify import ReplayFailed, check_data, replay, schema_difference
 
-DEFAULT_SCHEMA = Path(__file__).resolve().parents[1] / "counter_core" / "schema.sql"
+DEFAULT_SCHEMA = Path(__file__).resolve().parents[2] / "counter_core" / "schema.sql"
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 

@@ -1,6 +1,6 @@
 """Drizzle Kit's migrations folder for SQLite: `NNNN_<tag>.sql`, `meta/_journal.json`, snapshots.
 
-Read and written here only; `tools.manifest_builder` turns a folder into the runtime manifest.
+Read and written here only; `tools.migrations.manifest` turns a folder into the runtime manifest.
 """
 
 from __future__ import annotations

@@ -20,10 +20,10 @@ import apsw
 from counter_core.errors import CounterError
 from counter_core.manifest import Manifest
 from counter_core.migrate import ensure_current
-from tools.introspect import introspect
-from tools.schema_diff import Renames
-from tools.schema_model import Column, Schema, Table, canonical
-from tools.schema_sql import quote
+from tools.migrations.diff import Renames
+from tools.migrations.introspect import introspect
+from tools.migrations.render import quote
+from tools.migrations.schema import Column, Schema, Table, canonical
 
 SEED_ROWS = 3
 

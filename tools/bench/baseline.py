@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from counter_core.manifest import Manifest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCHEMA_SQL = REPO / "counter_core" / "schema.sql"
 # The one statement of the fleet figure's extra migration: additive (a nullable column), so older code
 # keeps serving files it has reached. Named so that it cannot collide with a real migration's column.
@@ -196,9 +196,9 @@ def prepare_folders(work: Path) -> Folders:
     the project's own manifest builder, so its statements are split and checked like the real ones.
     """
     from counter_core.manifest import load_manifest
-    from tools.drizzle_folder import DEFAULT_FOLDER, JournalEntry, read_journal, write_journal
-    from tools.manifest_builder import write_manifest
-    from tools.sqltext import BREAKPOINT, split_statements
+    from tools.migrations.folder import DEFAULT_FOLDER, JournalEntry, read_journal, write_journal
+    from tools.migrations.manifest import write_manifest
+    from tools.migrations.sqltext import BREAKPOINT, split_statements
 
     bundled = load_manifest(DEFAULT_FOLDER)
     if bundled.version > 0:
