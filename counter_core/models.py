@@ -3,22 +3,39 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 METADATA_MAX_BYTES = 4096
+# Deep enough for any real metadata, far below the ~1,000 levels at which Python's json and
+# pydantic's serializer give up: metadata that is stored can always be rendered again.
+METADATA_MAX_DEPTH = 32
 
 
 def _json_integer(value: object) -> object:
     """JSON Schema's integer: 5 and 5.0 are both integers; "5" and true are not."""
     if isinstance(value, bool | str):
-        raise ValueError("must be an integer")
+        raise PydanticCustomError("integer_expected", "must be an integer, not a string or a boolean")
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _nesting_depth_exceeds(value: object, limit: int) -> bool:
+    """Whether objects and arrays nest deeper than `limit` levels; iterative, so any depth is safe."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX), BeforeValidator(_json_integer)]
@@ -31,17 +48,38 @@ class SetCounter(BaseModel):
 
     value: Int64
     metadata: dict[str, Any] | None = Field(
-        default=None, description="Replaces the counter's metadata; at most 4 KiB as JSON. Omit to keep it."
+        default=None,
+        description=f"Replaces the counter's metadata; at most {METADATA_MAX_BYTES} bytes as JSON,"
+        f" nested at most {METADATA_MAX_DEPTH} levels deep. Omit to keep it.",
     )
 
     @field_validator("metadata")
     @classmethod
-    def _small(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
-            if size > METADATA_MAX_BYTES:
-                raise ValueError(f"metadata is {size} bytes as JSON; the limit is {METADATA_MAX_BYTES}")
+    def _storable(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        if _nesting_depth_exceeds(value, METADATA_MAX_DEPTH):
+            raise PydanticCustomError(
+                "metadata_too_deep",
+                f"nests deeper than {METADATA_MAX_DEPTH} levels",
+            )
+        try:
+            # allow_nan=False: 1e400 parses as infinity, which has no JSON spelling; refuse it rather
+            # than store `Infinity`, which no strict JSON parser reads back.
+            size = len(metadata_json(value).encode())
+        except ValueError:
+            raise PydanticCustomError("metadata_not_json", "holds a number too large for JSON") from None
+        if size > METADATA_MAX_BYTES:
+            raise PydanticCustomError(
+                "metadata_too_large",
+                f"is {size} bytes as JSON; the limit is {METADATA_MAX_BYTES}",
+            )
         return value
+
+
+def metadata_json(metadata: dict[str, Any]) -> str:
+    """The stored form of metadata: compact strict JSON (ValueError for a non-finite number)."""
+    return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class Step(BaseModel):
@@ -59,6 +97,37 @@ class HistoryQuery(BaseModel):
 
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
+@dataclass(frozen=True)
+class Counter:
+    """A counter as stored. `metadata_json` is the text validated on its way in, so rendering a
+    counter is string assembly that cannot fail, and a success is never followed by an error."""
+
+    id: str
+    value: int
+    metadata_json: str
+    created_at: str
+    updated_at: str
+
+    def to_json(self) -> str:
+        """The API's JSON for this counter (the shape of CounterView)."""
+        return (
+            f'{{"id":{json.dumps(self.id, ensure_ascii=False)},"value":{self.value},'
+            f'"metadata":{_strict(self.metadata_json)},'
+            f'"created_at":"{self.created_at}","updated_at":"{self.updated_at}"}}'
+        )
+
+
+def _strict(stored: str) -> str:
+    # Before metadata was checked on the way in, NaN and Infinity were stored as Python writes
+    # them, which is not JSON; only such text takes the slow path. Such a value renders as null.
+    if "NaN" not in stored and "Infinity" not in stored:
+        return stored
+    try:
+        return json.dumps(json.loads(stored, parse_constant=lambda _: None), ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return "{}"
 
 
 class CounterView(BaseModel):

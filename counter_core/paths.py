@@ -16,9 +16,22 @@ from pathlib import Path
 from counter_core.errors import InvalidCounterId
 
 MAX_ID_LENGTH = 256
-# The same rule as validate_counter_id, as a JSON Schema (ECMA 262) pattern for the OpenAPI document:
-# Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F.
-ID_PATTERN = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$"
+# Characters an ID cannot carry through API Gateway's HTTP API, which percent-decodes the path
+# before routing and before it builds the event (live captures: hotsock/voker, vokerhttp/testdata/
+# ingress-paths.json): a decoded `/` splits the path, so `/counters/{id}` no longer matches; a decoded
+# `?` cuts the path there; `%25` alone is refused with 400, and `%2525` arrives as `%` (the path is
+# decoded twice), so no `%` arrives reliably, and with none in an ID, decoding once or twice is the
+# same. `#` reaches a catch-all route's rawPath, but whether `{id}` matches it is unverified, so it
+# is refused too (allowing it later is compatible; refusing it later would not be).
+UNCARRIED = "/?#%"
+# `.` and `..` are dot segments: clients remove them from a URL before sending it (RFC 3986 5.2.4).
+DOT_SEGMENTS = (".", "..")
+# The same rule as validate_counter_id, as a JSON Schema (ECMA 262) pattern for the OpenAPI document,
+# without lookahead (not every generator supports it): Unicode category Cc is exactly U+0000-U+001F
+# and U+007F-U+009F; the three alternatives of the first characters leave out "." and "..".
+_ALLOWED = "[^\\u0000-\\u001F\\u007F-\\u009F/?#%]"
+_NO_DOT = "[^\\u0000-\\u001F\\u007F-\\u009F/?#%.]"
+ID_PATTERN = f"^(?:{_NO_DOT}|\\.{_NO_DOT}|\\.\\.{_ALLOWED}){_ALLOWED}*$"
 SUFFIX = ".sqlite3"
 _FILE_NAME = re.compile(r"^[0-9a-f]{64}\.sqlite3$")
 # counter_core.create's private build file: `<counter file name>.<pid>-<8 hex>.tmp`.
@@ -27,14 +40,28 @@ _FAN_OUT = re.compile(r"^[0-9a-f]{2}$")
 
 
 def validate_counter_id(counter_id: str) -> str:
-    """Return the ID if it is 1 to 256 characters with no control characters, else raise InvalidCounterId."""
+    """Return the ID if API Gateway's HTTP API can deliver it, else raise InvalidCounterId.
+
+    That is 1 to 256 characters, none of them a control character or one of `/ ? # %`, and not
+    `.` or `..`. IDs are compared as exact code points: no Unicode normalisation, so NFC and NFD
+    spellings of the same text are different counters.
+    """
     if not counter_id:
         raise InvalidCounterId("counter ID is empty - use 1 to 256 characters")
     if len(counter_id) > MAX_ID_LENGTH:
         raise InvalidCounterId(
             f"counter ID is {len(counter_id)} characters long - use at most {MAX_ID_LENGTH}"
         )
+    if counter_id in DOT_SEGMENTS:
+        raise InvalidCounterId(
+            f"counter ID {counter_id!r} is a dot segment, which URLs drop - use other characters"
+        )
     for position, char in enumerate(counter_id):
+        if char in UNCARRIED:
+            raise InvalidCounterId(
+                f"counter ID has {char!r} at position {position}, which API Gateway's HTTP API cannot"
+                " carry in a path segment - use other characters"
+            )
         # Cc covers C0, DEL and C1 controls; Cs (lone surrogates) cannot be encoded as UTF-8 at all.
         if unicodedata.category(char) in ("Cc", "Cs"):
             raise InvalidCounterId(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ from counter_core.errors import (
     OutOfRange,
     StorageBusy,
 )
-from counter_core.models import INT64_MAX, INT64_MIN, CounterView, HistoryEntry, HistoryPage
+from counter_core.models import INT64_MAX, INT64_MIN, Counter, HistoryEntry, HistoryPage, metadata_json
 
 LOCK_WAIT_REPORT_S = 0.005
 
@@ -66,7 +65,7 @@ Operation = Increment | Decrement | Set | Reset | Delete
 class Outcome:
     """What a mutation did: the counter after it (None once deleted), and whether it created it."""
 
-    counter: CounterView | None
+    counter: Counter | None
     created: bool = False
 
 
@@ -80,17 +79,19 @@ class StoredResponse:
 
 @dataclass(frozen=True)
 class Idempotency:
-    """An idempotent request: its key, a fingerprint of the request, and how to render its response."""
+    """An idempotent request: its key and a fingerprint of the request."""
 
     key: str
     fingerprint: str
-    render: Callable[[Outcome], StoredResponse]
 
 
 @dataclass(frozen=True)
 class Applied:
+    """What `apply` did: the outcome and its rendered response, or the stored response it replayed."""
+
     outcome: Outcome | None
-    replayed: StoredResponse | None = None
+    response: StoredResponse | None = None
+    replayed: bool = False
 
 
 def rfc3339(ms: int) -> str:
@@ -117,7 +118,7 @@ class CounterStore:
         self._clock = clock if clock is not None else _now_ms
         self._on_lock_wait = on_lock_wait
 
-    def get(self, counter_id: str) -> CounterView:
+    def get(self, counter_id: str) -> Counter:
         """The counter; CounterNotFound if it does not exist. Read-only; never creates a file."""
         conn = self._cache.connection(counter_id, create=False)
         with self._transaction(counter_id, conn, "BEGIN DEFERRED"):
@@ -158,12 +159,15 @@ class CounterStore:
         operation: Operation,
         *,
         request_id: str | None,
+        render: Callable[[Outcome], StoredResponse] | None = None,
         idempotency: Idempotency | None = None,
     ) -> Applied:
         """Run one mutation atomically; with `idempotency`, at most once per key.
 
-        Raises CounterNotFound (delete of a missing counter), OutOfRange, IdempotencyKeyReused,
-        StorageBusy; in every case nothing changed.
+        `render` runs inside the transaction, before COMMIT: if it fails, the change is rolled back,
+        so nothing that can fail stands between COMMIT and the response (required with
+        `idempotency`, whose record holds the rendered response). Raises CounterNotFound (delete of a
+        missing counter), OutOfRange, IdempotencyKeyReused, StorageBusy; in every case nothing changed.
         """
         now = self._clock()
 
@@ -171,11 +175,14 @@ class CounterStore:
             if idempotency is not None:
                 stored = self._replay(conn, idempotency, now)
                 if stored is not None:
-                    return Applied(outcome=None, replayed=stored)
+                    return Applied(outcome=None, response=stored, replayed=True)
             outcome = _mutate(conn, counter_id, operation, now=now, request_id=request_id)
+            response = render(outcome) if render is not None else None
             if idempotency is not None:
-                self._remember(conn, idempotency, idempotency.render(outcome), now)
-            return Applied(outcome=outcome)
+                if response is None:
+                    raise TypeError("an idempotent apply needs `render`: the key stores the response")
+                self._remember(conn, idempotency, response, now)
+            return Applied(outcome=outcome, response=response)
 
         # A counter without a file gets one with this write already in it (one durable step instead
         # of two: counter_core.create); a delete never creates one.
@@ -261,12 +268,12 @@ def _int(value: object) -> int:
     return value
 
 
-def _view(counter_id: str, row: _Row) -> CounterView:
+def _view(counter_id: str, row: _Row) -> Counter:
     value, metadata, created_at, updated_at = row
-    return CounterView(
+    return Counter(
         id=counter_id,
         value=value,
-        metadata=json.loads(metadata),
+        metadata_json=metadata,
         created_at=rfc3339(created_at),
         updated_at=rfc3339(updated_at),
     )
@@ -292,7 +299,7 @@ def _mutate(
     elif isinstance(operation, Set):
         op, amount, new_value = "set", operation.value, operation.value
         if operation.metadata is not None:
-            metadata = json.dumps(operation.metadata, separators=(",", ":"), ensure_ascii=False)
+            metadata = metadata_json(operation.metadata)
     else:
         op, amount, new_value = "reset", None, 0
     # Python integers do not overflow; SQLite would silently turn an overflowing sum into a REAL.
@@ -322,7 +329,8 @@ def _decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, seq = raw.partition(":")
-        if prefix != "h1" or not seq.isdigit():
+        # isascii: str.isdigit accepts other scripts' digits; the bound: SQLite binds 64-bit integers.
+        if prefix != "h1" or not (seq.isascii() and seq.isdigit()) or int(seq) > INT64_MAX:
             raise ValueError(raw)
         return int(seq)
     except (ValueError, binascii.Error, UnicodeDecodeError):

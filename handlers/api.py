@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -37,7 +38,7 @@ from counter_core.store import (
 from handlers import errors, observability
 from handlers.http import BadEvent, Request, Response, json_response, parse_event
 from handlers.observability import MetricUnit, emit_metric
-from handlers.routes import ROUTES, BadPathEncoding, NoRoute, Route, WrongMethod, match
+from handlers.routes import ROUTES, BadPathEncoding, NoRoute, Route, WrongMethod, resolve
 
 __all__ = ["ROUTES", "handler"]
 
@@ -105,12 +106,21 @@ _cold_start = True
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Answer one API Gateway event. Never raises: an exception here would be a 502 at API Gateway."""
+    fallback_id = str(getattr(context, "aws_request_id", None) or "local")
+    try:
+        return _handle(event, fallback_id)
+    except Exception:  # a bug outside the request's own try (logging, metrics): still an answer
+        logger.exception("unexpected error outside the request")
+        return errors.internal_error(fallback_id).to_lambda()
+
+
+def _handle(event: dict[str, Any], fallback_id: str) -> dict[str, Any]:
     global _cold_start
     if _cold_start:
         _cold_start = False
         emit_metric("ColdStart", MetricUnit.Count, 1)
     started = time.perf_counter()
-    fallback_id = str(getattr(context, "aws_request_id", None) or "local")
     route_name = "unmatched"
     try:
         request = parse_event(event, fallback_request_id=fallback_id)
@@ -127,7 +137,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # Replaced at the start of every invocation, so a log line never carries an earlier request's ID.
     logger.append_keys(request_id=request.request_id)
     try:
-        route, params = match(request.method, request.path)
+        route, params = resolve(request)
         route_name = route.operation_id
         response = _dispatch(route, params, request)
     except (NoRoute, WrongMethod, BadPathEncoding) as exc:
@@ -189,9 +199,9 @@ def _dispatch(route: Route, params: dict[str, str], request: Request) -> Respons
     counter_id = validate_counter_id(params["id"])
     store = _current_state().store
     if route.operation_id == "getCounter":
-        return json_response(200, store.get(counter_id).model_dump(mode="json"))
+        return Response(200, store.get(counter_id).to_json())
     if route.operation_id == "getCounterHistory":
-        query = _validate(HistoryQuery, request.query, what="query string")
+        query = _validate(HistoryQuery, _single_valued(request.query, HistoryQuery), what="query string")
         page = store.history(counter_id, limit=query.limit, cursor=query.cursor)
         return json_response(200, page.model_dump(mode="json"))
     body = _body(route, request)
@@ -199,13 +209,17 @@ def _dispatch(route: Route, params: dict[str, str], request: Request) -> Respons
     key = _idempotency_key(request)
     idempotency = None
     if key is not None:
-        fingerprint = _fingerprint(route, counter_id, body)
-        idempotency = Idempotency(key=key, fingerprint=fingerprint, render=lambda o: _stored(route, o))
-    applied = store.apply(counter_id, operation, request_id=request.request_id, idempotency=idempotency)
-    if applied.replayed is not None:
-        return _from_stored(applied.replayed, replayed=True)
-    assert applied.outcome is not None
-    return _from_stored(_stored(route, applied.outcome), replayed=False)
+        idempotency = Idempotency(key=key, fingerprint=_fingerprint(route, counter_id, body))
+    # Rendered inside the transaction: nothing that can fail runs between COMMIT and the response.
+    applied = store.apply(
+        counter_id,
+        operation,
+        request_id=request.request_id,
+        render=lambda outcome: _stored(route, outcome),
+        idempotency=idempotency,
+    )
+    assert applied.response is not None
+    return _from_stored(applied.response, replayed=applied.replayed)
 
 
 def _operation(route: Route, body: BaseModel | None) -> Operation:
@@ -225,7 +239,7 @@ def _stored(route: Route, outcome: Outcome) -> StoredResponse:
     if outcome.counter is None:
         return StoredResponse(status=204, body="")
     status = 201 if route.operation_id == "setCounter" and outcome.created else route.success
-    return StoredResponse(status=status, body=outcome.counter.model_dump_json())
+    return StoredResponse(status=status, body=outcome.counter.to_json())
 
 
 def _from_stored(stored: StoredResponse, *, replayed: bool) -> Response:
@@ -257,12 +271,54 @@ def _body(route: Route, request: Request) -> BaseModel | None:
     if route.body is None:
         raise errors.ApiError(422, "validation_failed", "this route takes no body - send none", details=[])
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(raw, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
         raise errors.ApiError(
-            400, "invalid_json", f"the body is not valid JSON ({exc.__class__.__name__}) - fix it"
+            400,
+            "invalid_json",
+            f"the body is not valid JSON: {exc.msg.lower()} at line {exc.lineno}, column {exc.colno} - fix it",
+        ) from None
+    except UnicodeDecodeError:
+        raise errors.ApiError(
+            400, "invalid_json", "the body is not UTF-8 text - send JSON as UTF-8"
+        ) from None
+    except _NotJsonNumber as exc:
+        raise errors.ApiError(
+            400, "invalid_json", f"the body holds {exc}, which is not a JSON number - send a number"
+        ) from None
+    except RecursionError:
+        raise errors.ApiError(
+            400, "invalid_json", "the body nests too deeply to read - send a flatter document"
+        ) from None
+    except ValueError:  # Python's integer digit limit (sys.get_int_max_str_digits)
+        raise errors.ApiError(
+            400,
+            "invalid_json",
+            "the body holds a number too long to read - values are signed 64-bit integers",
         ) from None
     return _validate(route.body, data, what="body")
+
+
+class _NotJsonNumber(Exception):
+    """Python's json reads NaN and Infinity; JSON has no such numbers."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJsonNumber(name)
+
+
+def _single_valued(query: dict[str, str], model: type[BaseModel]) -> dict[str, str]:
+    """The query, refused if one of the model's parameters was repeated (HTTP API joins repeats
+    with commas; none of this API's query values holds a comma)."""
+    for name in model.model_fields:
+        if "," in query.get(name, ""):
+            raise errors.ApiError(
+                422,
+                "validation_failed",
+                f"the query string is not valid: {name} is given more than once - give it once",
+                details=[{"loc": [name], "msg": "is given more than once", "type": "repeated"}],
+            )
+    return query
 
 
 def _validate(model: type[M], data: Any, *, what: str) -> M:
@@ -270,12 +326,43 @@ def _validate(model: type[M], data: Any, *, what: str) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         details = [
-            {"loc": list(err["loc"]), "msg": err["msg"], "type": err["type"]}
-            for err in exc.errors(include_url=False, include_input=False, include_context=False)
+            {"loc": list(err["loc"]), "msg": _problem(err, model), "type": err["type"]}
+            for err in exc.errors(include_url=False, include_input=False)
         ]
+        summary = "; ".join(
+            f"{'.'.join(str(part) for part in d['loc']) or f'the {what}'} {d['msg']}" for d in details
+        )
         raise errors.ApiError(
-            422, "validation_failed", f"the {what} is not valid - see details", details=details
+            422, "validation_failed", f"the {what} is not valid: {summary} - fix it", details=details
         ) from None
+
+
+_NUMBER = "must be an integer"
+# pydantic's error types, in the API's terms (pydantic's own messages name Python types and classes).
+_PROBLEMS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "model_type": lambda ctx: "must be a JSON object",
+    "model_attributes_type": lambda ctx: "must be a JSON object",
+    "dict_type": lambda ctx: "must be a JSON object",
+    "missing": lambda ctx: "is required",
+    "int_type": lambda ctx: _NUMBER,
+    "int_parsing": lambda ctx: _NUMBER,
+    "int_parsing_size": lambda ctx: _NUMBER + " of at most 19 digits",
+    "int_from_float": lambda ctx: _NUMBER + ", without a fraction",
+    "finite_number": lambda ctx: _NUMBER,
+    "greater_than_equal": lambda ctx: f"must be at least {ctx['ge']}",
+    "less_than_equal": lambda ctx: f"must be at most {ctx['le']}",
+    "string_type": lambda ctx: "must be a string",
+    "string_too_short": lambda ctx: f"must be at least {ctx['min_length']} characters long",
+    "string_too_long": lambda ctx: f"must be at most {ctx['max_length']} characters long",
+}
+
+
+def _problem(err: Any, model: type[BaseModel]) -> str:
+    if err["type"] == "extra_forbidden":
+        return f"is not a field here (fields: {', '.join(model.model_fields)})"
+    describe = _PROBLEMS.get(err["type"])
+    # Custom errors (ours) already speak the API's language; anything else keeps pydantic's words.
+    return describe(err.get("ctx") or {}) if describe is not None else str(err["msg"])
 
 
 def _idempotency_key(request: Request) -> str | None:

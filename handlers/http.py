@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,12 +16,27 @@ class BadEvent(ValueError):
 @dataclass(frozen=True)
 class Request:
     method: str
-    path: str  # raw (still percent-encoded) path, stage prefix removed
+    path: str  # as the event gives it, stage prefix removed: decoded in payload 2.0, encoded in 1.0
     headers: dict[str, str]  # names lower-cased
     query: dict[str, str]
     body: bytes | None
     request_id: str
     source_ip: str | None = None
+    # The route API Gateway matched ("POST /counters/{id}/increment"), None for a catch-all route,
+    # and the path parameters it decoded: the counter ID is taken from these, never decoded again.
+    route_key: str | None = None
+    path_parameters: dict[str, str] | None = None
+    path_is_decoded: bool = True  # payload 2.0 rawPath is decoded already; 1.0 path is not
+
+    def segments(self) -> list[str] | None:
+        """The path's segments, decoded exactly once; None if a 1.0 path is not UTF-8 once decoded."""
+        parts = self.path.strip("/").split("/")
+        if self.path_is_decoded:
+            return parts
+        try:
+            return [unquote(part, errors="strict") for part in parts]
+        except UnicodeDecodeError:
+            return None
 
 
 @dataclass
@@ -50,41 +64,69 @@ def json_response(status: int, payload: Any, *, headers: dict[str, str] | None =
 
 
 def parse_event(event: Any, *, fallback_request_id: str) -> Request:
-    """Normalise either payload version; told apart by the event itself (2.0 has `version` and `rawPath`)."""
+    """Normalise either payload version; told apart by the event itself (2.0 has `version` and `rawPath`).
+
+    Anything API Gateway would never send (a field of the wrong type, a body that is not what it
+    claims to be) is BadEvent, never another exception.
+    """
     if not isinstance(event, dict):
         raise BadEvent("event is not an object")
-    context = event.get("requestContext") or {}
+    context = _object(event, "requestContext")
+    route_key: str | None
     if event.get("version") == "2.0":
-        http = context.get("http") or {}
-        method, path = http.get("method"), event.get("rawPath")
-        query = {k: str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
+        http = _object(context, "http")
+        method, path, path_is_decoded = http.get("method"), event.get("rawPath"), True
+        query = {k: str(v) for k, v in _object(event, "queryStringParameters").items()}
         source_ip = http.get("sourceIp")
         # A named stage (not $default) prefixes rawPath with itself.
         stage = context.get("stage")
-        if isinstance(path, str) and stage and stage != "$default" and path.startswith(f"/{stage}/"):
-            path = path[len(stage) + 1 :]
+        if isinstance(stage, str) and stage != "$default" and isinstance(path, str):
+            path = path.removeprefix(f"/{stage}") if path.startswith(f"/{stage}/") else path
+        route_key = event.get("routeKey") if event.get("routeKey") != "$default" else None
     else:
-        method, path = event.get("httpMethod"), event.get("path")
-        multi = event.get("multiValueQueryStringParameters") or {}
-        single = event.get("queryStringParameters") or {}
-        query = {k: str(v) for k, v in single.items()} | {k: str(v[-1]) for k, v in multi.items() if v}
-        source_ip = (context.get("identity") or {}).get("sourceIp")
+        method, path, path_is_decoded = event.get("httpMethod"), event.get("path"), False
+        multi = _object(event, "multiValueQueryStringParameters")
+        single = _object(event, "queryStringParameters")
+        query = {k: str(v) for k, v in single.items()}
+        for name, values in multi.items():
+            if isinstance(values, list) and values:
+                query[name] = str(values[-1])
+        source_ip = _object(context, "identity").get("sourceIp")
+        resource = event.get("resource")
+        route_key = (
+            f"{method} {resource}" if isinstance(resource, str) and "{proxy+}" not in resource else None
+        )
     if not isinstance(method, str) or not isinstance(path, str):
         raise BadEvent("event has no HTTP method or path")
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    headers = {str(k).lower(): str(v) for k, v in _object(event, "headers").items()}
     # Payload 2.0 joins repeated headers with commas already; 1.0 may also send multiValueHeaders.
-    for name, values in (event.get("multiValueHeaders") or {}).items():
-        if values:
+    for name, values in _object(event, "multiValueHeaders").items():
+        if isinstance(values, list) and values:
             headers[str(name).lower()] = ",".join(str(v) for v in values)
+    params = _object(event, "pathParameters")
+    request_id = context.get("requestId")
     return Request(
         method=method.upper(),
         path=path,
         headers=headers,
         query=query,
         body=_body(event),
-        request_id=str(context.get("requestId") or fallback_request_id),
+        request_id=request_id if isinstance(request_id, str) and request_id else fallback_request_id,
         source_ip=source_ip if isinstance(source_ip, str) else None,
+        route_key=route_key if isinstance(route_key, str) else None,
+        path_parameters={str(k): v for k, v in params.items() if isinstance(v, str)} or None,
+        path_is_decoded=path_is_decoded,
     )
+
+
+def _object(container: dict[str, Any], name: str) -> dict[str, Any]:
+    """A field that must be a JSON object when present (null and absent read as empty)."""
+    value = container.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadEvent(f"event field {name!r} is not an object")
+    return value
 
 
 def _body(event: dict[str, Any]) -> bytes | None:
@@ -93,17 +135,12 @@ def _body(event: dict[str, Any]) -> bytes | None:
         return None
     if not isinstance(body, str):
         raise BadEvent("event body is not a string")
-    if event.get("isBase64Encoded"):
+    if event.get("isBase64Encoded") is True:
         try:
             return base64.b64decode(body, validate=True)
-        except binascii.Error as exc:
+        except ValueError as exc:  # binascii.Error, and ValueError for a non-ASCII string
             raise BadEvent("event body is marked base64 but is not") from exc
-    return body.encode("utf-8")
-
-
-def path_segments(path: str) -> list[str] | None:
-    """Percent-decoded path segments; None if a segment is not valid UTF-8 once decoded."""
     try:
-        return [unquote(segment, errors="strict") for segment in path.strip("/").split("/")]
-    except UnicodeDecodeError:
-        return None
+        return body.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: no HTTP request carries one
+        raise BadEvent("event body is not Unicode text") from exc

@@ -22,7 +22,7 @@ VERSION = "1.0.0"
 
 _ERROR_TEXT = {
     400: "Bad request: invalid_counter_id, invalid_cursor, invalid_json, invalid_idempotency_key",
-    404: "not_found: the counter does not exist",
+    404: "not_found: the counter does not exist; route_not_found: no such route (a decoded / or ? in an ID changes the path)",
     405: "method_not_allowed (see the Allow header)",
     409: "out_of_range: the value would leave the signed 64-bit range; nothing changed",
     413: "payload_too_large: the body is over 64 KiB",
@@ -58,7 +58,10 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
                 "name": "id",
                 "in": "path",
                 "required": True,
-                "description": "Counter ID: 1 to 256 Unicode characters, no control characters (URL-encoded).",
+                "description": "Counter ID: 1 to 256 Unicode characters, percent-encoded as UTF-8 in"
+                " the path. No control characters and none of / ? # % (API Gateway's HTTP API cannot"
+                " carry them in a path segment); not . or .. (URLs drop them). Compared as exact code"
+                " points, without Unicode normalisation: NFC and NFD spellings are different counters.",
                 "schema": {
                     "type": "string",
                     "minLength": 1,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from counter_core.models import CounterView, HistoryPage, SetCounter, Step
-from handlers.http import path_segments
+from handlers.http import Request
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ TABLE: tuple[Route, ...] = (
         body_required=True,
         response=CounterView,
         mutation=True,
-        errors=(400, 409, 413, 415, 422, 503),
+        errors=(400, 404, 409, 413, 415, 422, 503),
     ),
     Route(
         "DELETE",
@@ -56,7 +56,7 @@ TABLE: tuple[Route, ...] = (
         body=Step,
         response=CounterView,
         mutation=True,
-        errors=(400, 409, 413, 415, 422, 503),
+        errors=(400, 404, 409, 413, 415, 422, 503),
     ),
     Route(
         "POST",
@@ -66,7 +66,7 @@ TABLE: tuple[Route, ...] = (
         body=Step,
         response=CounterView,
         mutation=True,
-        errors=(400, 409, 413, 415, 422, 503),
+        errors=(400, 404, 409, 413, 415, 422, 503),
     ),
     Route(
         "POST",
@@ -75,7 +75,7 @@ TABLE: tuple[Route, ...] = (
         "Set the value back to 0",
         response=CounterView,
         mutation=True,
-        errors=(400, 422, 503),
+        errors=(400, 404, 422, 503),
     ),
     Route(
         "GET",
@@ -112,13 +112,33 @@ class BadPathEncoding(Exception):
 _TEMPLATES: tuple[tuple[Route, tuple[str, ...]], ...] = tuple(
     (route, tuple(route.path.strip("/").split("/"))) for route in TABLE
 )
+# API Gateway's route keys ("POST /counters/{id}/increment") and the parameter names of each route.
+_BY_KEY: dict[str, tuple[Route, tuple[str, ...]]] = {
+    f"{route.method} {route.path}": (route, tuple(p[1:-1] for p in parts if p.startswith("{")))
+    for route, parts in _TEMPLATES
+}
 
 
-def match(method: str, raw_path: str) -> tuple[Route, dict[str, str]]:
-    """The route and its decoded path parameters; NoRoute, WrongMethod or BadPathEncoding otherwise."""
-    segments = path_segments(raw_path)
+def resolve(request: Request) -> tuple[Route, dict[str, str]]:
+    """The route and its path parameters, as API Gateway matched and decoded them when the event says
+    (its route key and pathParameters: never decoded again); else matched here on the path.
+
+    Raises NoRoute, WrongMethod or BadPathEncoding.
+    """
+    if request.route_key is not None and request.path_parameters is not None:
+        found = _BY_KEY.get(request.route_key)
+        if found is not None and found[0].method == request.method:
+            route, names = found
+            if all(name in request.path_parameters for name in names):
+                return route, {name: request.path_parameters[name] for name in names}
+    segments = request.segments()
     if segments is None:
-        raise BadPathEncoding(raw_path)
+        raise BadPathEncoding(request.path)
+    return match(request.method, segments)
+
+
+def match(method: str, segments: list[str]) -> tuple[Route, dict[str, str]]:
+    """The route and its path parameters for decoded path segments; NoRoute or WrongMethod otherwise."""
     allowed: list[str] = []
     for route, parts in _TEMPLATES:
         params = _bind(parts, segments)
@@ -129,7 +149,7 @@ def match(method: str, raw_path: str) -> tuple[Route, dict[str, str]]:
         allowed.append(route.method)
     if allowed:
         raise WrongMethod(allowed)
-    raise NoRoute(raw_path)
+    raise NoRoute("/".join(segments))
 
 
 def _bind(parts: tuple[str, ...], segments: list[str]) -> dict[str, str] | None:

@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-from tools.serve import LocalContext
+from tools.serve import LocalContext, build_event
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 
@@ -50,22 +50,12 @@ def http_event(
     base64_body: bool = False,
     request_id: str = "req-1",
 ) -> dict[str, Any]:
-    """An HTTP API (payload 2.0) event."""
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
-        "headers": {"content-type": "application/json", **(headers or {})},
-        "requestContext": {
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1"},
-            "requestId": request_id,
-            "stage": "$default",
-        },
-        "isBase64Encoded": False,
-    }
-    if query:
-        event["queryStringParameters"] = query
+    """The HTTP API (payload 2.0) event for a request to `path` (percent-encoded, as a client sends
+    it), built as the deployed HTTP API builds it: rawPath decoded, route key, pathParameters."""
+    target = path + (f"?{urlencode(query)}" if query else "")
+    request_headers = {"content-type": "application/json", **(headers or {})}
+    event = build_event(method, target, request_headers, b"", "192.0.2.1")
+    event["requestContext"]["requestId"] = request_id
     _set_body(event, body, raw_body, base64_body)
     return event
 

@@ -69,11 +69,13 @@ def test_rest_payload_1_0_and_base64_bodies_are_accepted(api_root: Path) -> None
     )
 
 
-def test_ids_are_url_decoded_and_may_hold_any_printable_unicode(api_root: Path) -> None:
-    counter_id = "café/☕ 2026?#"
+def test_ids_are_url_decoded_once_and_may_hold_printable_unicode(api_root: Path) -> None:
+    counter_id = "café ☕ 2026 +&=;,!$'()*@:~[]{}|\\^`\"<>"
     result = invoke(http_event("POST", counter_path(counter_id, "/increment")))
     assert result.status == 200 and result.json["id"] == counter_id
     assert invoke(http_event("GET", counter_path(counter_id))).json["value"] == 1
+    # The same ID through REST (payload 1.0, path still encoded) is the same counter.
+    assert invoke(rest_event("GET", counter_path(counter_id))).json["value"] == 1
 
 
 @pytest.mark.parametrize(
@@ -86,13 +88,33 @@ def test_ids_are_url_decoded_and_may_hold_any_printable_unicode(api_root: Path) 
             "counter ID has a control character (U+000A) at position 1 - remove it",
         ),
         (
+            counter_path("a/b", "/increment"),
+            "counter ID has '/' at position 1, which API Gateway's HTTP API cannot carry in a path"
+            " segment - use other characters",
+        ),
+        (
+            counter_path("50%", "/increment"),
+            "counter ID has '%' at position 2, which API Gateway's HTTP API cannot carry in a path"
+            " segment - use other characters",
+        ),
+        (
+            counter_path("#1", "/increment"),
+            "counter ID has '#' at position 0, which API Gateway's HTTP API cannot carry in a path"
+            " segment - use other characters",
+        ),
+        (
+            "/counters/%2E%2E/increment",
+            "counter ID '..' is a dot segment, which URLs drop - use other characters",
+        ),
+        (
             "/counters/%FF/increment",
             "the counter ID is not valid UTF-8 once URL-decoded - encode it as UTF-8",
         ),
     ],
 )
 def test_invalid_counter_ids_are_400(api_root: Path, path: str, message: str) -> None:
-    result = invoke(http_event("POST", path))
+    # REST (payload 1.0) hands the path over still encoded, so every ID reaches the handler
+    result = invoke(rest_event("POST", path))
     assert (result.status, result.error_code, result.json["error"]["message"]) == (
         400,
         "invalid_counter_id",
@@ -104,7 +126,10 @@ def test_invalid_counter_ids_are_400(api_root: Path, path: str, message: str) ->
 def test_malformed_json_is_400_invalid_json(api_root: Path) -> None:
     result = invoke(http_event("POST", "/counters/a/increment", raw_body='{"by": '))
     assert (result.status, result.error_code) == (400, "invalid_json")
-    assert result.json["error"]["message"] == "the body is not valid JSON (JSONDecodeError) - fix it"
+    assert (
+        result.json["error"]["message"]
+        == "the body is not valid JSON: expecting value at line 1, column 8 - fix it"
+    )
     assert result.json["error"]["request_id"] == "req-1"
 
 

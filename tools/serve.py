@@ -1,7 +1,9 @@
 """`python -m tools.serve`: the Lambda handler over local HTTP, as `sam local start-api` would, without Docker.
 
-Each request becomes an API Gateway HTTP API payload 2.0 event; the handler's response goes back as
-HTTP. One request at a time, as one Lambda instance serves them.
+Each request becomes the API Gateway HTTP API payload 2.0 event that the deployed API would build
+(the path decoded, the route key and path parameters of the matched route); the handler's response
+goes back as HTTP. Requests are read concurrently (a stalled client holds up nobody) and handled one
+at a time, as one Lambda instance serves them.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import re
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -21,6 +25,16 @@ from urllib.parse import parse_qsl, urlsplit
 from counter_core import config
 
 DEFAULT_ROOT = Path("var/counters")
+# API Gateway's own limit on a request payload; the handler refuses far less (64 KiB) itself.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+READ_TIMEOUT_S = 10
+_ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})|%")
+_RAW_NON_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+class RefusedPath(ValueError):
+    """A path HTTP API refuses with 400 before any route sees it (a `%` not followed by two hex
+    digits once decoded, or bytes that are not UTF-8)."""
 
 
 @dataclass(frozen=True)
@@ -37,11 +51,47 @@ class LocalContext:
         return 30_000
 
 
+def _decode_path(path: str) -> str:
+    """Percent-decode once, strictly: RefusedPath for a stray `%` or bytes that are not UTF-8."""
+
+    def byte(match: re.Match[bytes]) -> bytes:
+        if match.group(1) is None:
+            raise RefusedPath("a '%' is not followed by two hex digits")
+        return bytes([int(match.group(1), 16)])
+
+    try:
+        return _ESCAPE.sub(byte, path.encode("utf-8")).decode("utf-8")
+    except UnicodeError as exc:
+        raise RefusedPath("the path is not UTF-8 once percent-decoded") from exc
+
+
+def gateway_path(raw_path: str) -> str:
+    """rawPath as HTTP API delivers it for the path a client sent, per live captures (hotsock/voker,
+    vokerhttp/testdata/ingress-paths.json): decoded, cut at a decoded `?`, then decoded again
+    (`%252F` arrives as `/`, `%2525` as `%`, a lone `%25` is refused with 400)."""
+    return _decode_path(_decode_path(raw_path).split("?", 1)[0])
+
+
 def build_event(
     method: str, target: str, headers: dict[str, str], body: bytes, client_ip: str
 ) -> dict[str, Any]:
-    """A payload 2.0 event as API Gateway (and `sam local start-api`) builds it."""
+    """A payload 2.0 event as API Gateway's HTTP API builds it for `target` (path and query as
+    sent, percent-encoded): rawPath decoded, and for a path that matches a route, that route's key
+    and its decoded pathParameters. Raises RefusedPath where HTTP API answers 400 itself.
+
+    A path that matches no route goes to the handler as a catch-all (`$default`) event, so the
+    handler's JSON 404 or 405 answers it; the deployed API answers those with its own 404.
+    """
+    from handlers.routes import NoRoute, WrongMethod, match
+
     split = urlsplit(target)
+    path = gateway_path(split.path)
+    route_key, path_parameters = "$default", None
+    try:
+        route, params = match(method, path.strip("/").split("/"))
+        route_key, path_parameters = f"{route.method} {route.path}", params or None
+    except (NoRoute, WrongMethod):
+        pass
     query: dict[str, str] = {}
     for key, value in parse_qsl(split.query, keep_blank_values=True):
         # HTTP API joins repeated query parameters with commas.
@@ -49,8 +99,8 @@ def build_event(
     now = time.time()
     event: dict[str, Any] = {
         "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": split.path,
+        "routeKey": route_key,
+        "rawPath": path,
         "rawQueryString": split.query,
         "headers": {name.lower(): value for name, value in headers.items()},
         "requestContext": {
@@ -60,13 +110,13 @@ def build_event(
             "domainPrefix": "local",
             "http": {
                 "method": method,
-                "path": split.path,
+                "path": path,
                 "protocol": "HTTP/1.1",
                 "sourceIp": client_ip,
                 "userAgent": headers.get("User-Agent", ""),
             },
             "requestId": str(uuid.uuid4()),
-            "routeKey": "$default",
+            "routeKey": route_key,
             "stage": "$default",
             "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
             "timeEpoch": int(now * 1000),
@@ -75,6 +125,8 @@ def build_event(
     }
     if query:
         event["queryStringParameters"] = query
+    if path_parameters:
+        event["pathParameters"] = path_parameters
     if body:
         try:
             event["body"] = body.decode("utf-8")
@@ -84,24 +136,108 @@ def build_event(
     return event
 
 
+# One Lambda instance handles one request at a time; the server threads only read and write.
+_INVOKE = threading.Lock()
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "durable-counters-local"
+    timeout = READ_TIMEOUT_S  # a client that stops sending mid-request is dropped, not waited on
 
     def _serve(self) -> None:
         from handlers.api import handler
 
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        event = build_event(self.command, self.path, dict(self.headers.items()), body, self.client_address[0])
-        result = handler(event, LocalContext(aws_request_id=event["requestContext"]["requestId"]))
+        try:
+            body = self._read_body()
+            # http.server reads the request line as Latin-1; raw UTF-8 bytes in it mean the same as
+            # their percent-encoded form, as they do to API Gateway.
+            raw = self.path.encode("latin-1")
+            target = _RAW_NON_ASCII.sub(lambda m: b"%%%02X" % m[0][0], raw).decode("ascii")
+            event = build_event(
+                self.command, target, dict(self.headers.items()), body, self.client_address[0]
+            )
+        except RefusedPath as exc:
+            self._send_json_error(400, "bad_request", f"{exc} - percent-encode the path as UTF-8")
+            return
+        except _BadRequest as exc:
+            self._send_json_error(exc.status, exc.code, exc.message)
+            return
+        with _INVOKE:
+            result = handler(event, LocalContext(aws_request_id=event["requestContext"]["requestId"]))
         payload = result.get("body") or ""
         data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
-        self.send_response(int(result["statusCode"]))
-        for name, value in (result.get("headers") or {}).items():
+        self._send(int(result["statusCode"]), result.get("headers") or {}, data)
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            return b""
+        if not length_header.strip().isdigit():
+            self.close_connection = True  # where this body ends is unknown
+            raise _BadRequest(
+                400, "bad_request", f"Content-Length {length_header!r} is not a number of bytes - fix it"
+            )
+        length = int(length_header)
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            raise _BadRequest(
+                413, "payload_too_large", f"the body is {length} bytes; the limit is {MAX_BODY_BYTES}"
+            )
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                self.close_connection = True
+                raise _BadRequest(400, "bad_request", "the chunked body is malformed - fix it") from None
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailer fields, then the blank line
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY_BYTES:
+                self.close_connection = True
+                raise _BadRequest(
+                    413, "payload_too_large", f"the body is over {MAX_BODY_BYTES} bytes - send less"
+                )
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(1024)  # the CRLF after each chunk
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # http.server's own refusals (414, a malformed request line, 431) in the API's JSON shape.
+        codes = {414: "uri_too_long", 431: "headers_too_large"}
+        self.close_connection = True
+        text = message or self.responses.get(code, ("error",))[0]
+        self._send_json_error(code, codes.get(code, "bad_request"), f"{text} - fix the request")
+
+    def _send_json_error(self, status: int, code: str, message: str) -> None:
+        from handlers.errors import error_response
+
+        response = error_response(status, code, message, str(uuid.uuid4())).to_lambda()
+        self._send(status, response["headers"], response["body"].encode())
+
+    def _send(self, status: int, headers: dict[str, str], data: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
-        if self.command != "HEAD":
+        if getattr(self, "command", None) != "HEAD":
             self.wfile.write(data)
 
     def __getattr__(self, name: str) -> Any:
@@ -131,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     import handlers.api  # noqa: F401  - load the manifest now: a bad bundle fails before we listen
 
-    server = HTTPServer((args.host, args.port), _Handler)
+    server = ThreadingHTTPServer((args.host, args.port), _Handler)
+    server.daemon_threads = True  # Ctrl-C does not wait for a stalled client
     url = f"http://{args.host}:{server.server_port}"
     print(f"Serving the counter API at {url} (counter files in {args.root})", flush=True)
     print(f"Try: curl -X POST {url}/counters/hello/increment && curl {url}/counters/hello", flush=True)
