@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.local_server import running_server
+import pytest
+
+from tests.local_server import Server, running_server
 
 
 def _request(
@@ -62,3 +67,86 @@ def test_the_local_server_serves_the_api_over_http(tmp_path: Path) -> None:
         access_log = server.stderr.read_text()
         assert '"PUT /counters/caf%C3%A9%201 HTTP/1.1" 201' in access_log
     assert any(root.rglob("*.sqlite3"))
+
+
+def _raw(url: str, request: bytes, *, send_slowly: bool = False) -> tuple[int, dict[str, str], str]:
+    """Send bytes exactly as given (no client library to tidy them up); read the whole answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in header_lines)}
+    return int(status_line.split()[1]), headers, body.decode()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with running_server(tmp_path_factory.mktemp("serve") / "counters", "--read-timeout", "2") as server:
+        yield server
+
+
+def _error(body: str) -> tuple[str, str]:
+    error = json.loads(body)["error"]
+    return error["code"], error["message"]
+
+
+def test_a_chunked_body_is_read(served: Server) -> None:
+    # GIVEN `{"by": 50}` sent in two chunks, as curl sends a body of unknown length
+    request = (
+        b"POST /counters/chunked/increment HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b'5\r\n{"by"\r\n5;ext=1\r\n: 50}\r\n0\r\n\r\n'
+    )
+    # THEN it increments by 50, not by the default 1
+    status, _, body = _raw(served.url, request)
+    assert (status, json.loads(body)["value"]) == (200, 50)
+
+
+def test_a_content_length_that_is_not_a_number_is_a_json_400(served: Server) -> None:
+    request = b"POST /counters/x/increment HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}"
+    status, headers, body = _raw(served.url, request)
+    assert (status, headers["content-type"]) == (400, "application/json")
+    assert _error(body) == ("bad_request", "Content-Length 'abc' is not a number of bytes - fix it")
+    assert "Traceback" not in served.stderr.read_text()
+
+
+def test_a_request_line_too_long_is_a_json_414(served: Server) -> None:
+    status, headers, body = _raw(served.url, b"GET /counters/" + b"x" * 70_000 + b" HTTP/1.1\r\n\r\n")
+    assert (status, headers["content-type"]) == (414, "application/json")
+    assert _error(body) == ("uri_too_long", "Request-URI Too Long - fix the request")
+
+
+def test_a_path_http_api_refuses_is_a_json_400(served: Server) -> None:
+    status, _, body = _raw(served.url, b"GET /counters/50%25 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 400
+    assert _error(body) == (
+        "bad_request",
+        "a '%' is not followed by two hex digits - percent-encode the path as UTF-8",
+    )
+
+
+def test_raw_utf8_in_the_request_line_names_the_same_counter_as_percent_encoding(served: Server) -> None:
+    put = 'PUT /counters/caf%C3%A9-raw HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n{"value": 3}'
+    assert _raw(served.url, put.encode())[0] == 201
+    status, _, body = _raw(served.url, "GET /counters/café-raw HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    assert (status, json.loads(body)["id"], json.loads(body)["value"]) == (200, "café-raw", 3)
+
+
+def test_a_stalled_client_blocks_no_one_and_is_dropped(served: Server) -> None:
+    # GIVEN a client that announced 100 bytes of body, sent one, and went quiet
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as stalled:
+        stalled.sendall(b"POST /counters/s/increment HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        # WHEN another client sends a whole request
+        started = time.monotonic()
+        status, _, _ = _request("POST", f"{served.url}/counters/other/increment")
+        # THEN it is answered at once, not after the stalled one
+        assert status == 200 and time.monotonic() - started < 1.5
+        # AND the stalled connection is closed after the read timeout, with nothing applied
+        assert stalled.recv(1024) == b""
+    assert _request("GET", f"{served.url}/counters/s")[0] == 404
+    assert "client sent no body for 2.0 s; connection dropped" in served.stderr.read_text()

@@ -155,6 +155,14 @@ class _Handler(BaseHTTPRequestHandler):
 
         try:
             body = self._read_body()
+        except _BadRequest as exc:
+            self._send_json_error(exc.status, exc.code, exc.message)
+            return
+        except TimeoutError:
+            self.close_connection = True
+            self.log_message("client sent no body for %s s; connection dropped", self.timeout)
+            return
+        try:
             # http.server reads the request line as Latin-1; raw UTF-8 bytes in it mean the same as
             # their percent-encoded form, as they do to API Gateway.
             raw = self.path.encode("latin-1")
@@ -164,9 +172,6 @@ class _Handler(BaseHTTPRequestHandler):
             )
         except RefusedPath as exc:
             self._send_json_error(400, "bad_request", f"{exc} - percent-encode the path as UTF-8")
-            return
-        except _BadRequest as exc:
-            self._send_json_error(exc.status, exc.code, exc.message)
             return
         with _INVOKE:
             result = handler(event, LocalContext(aws_request_id=event["requestContext"]["requestId"]))
@@ -259,7 +264,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--root", type=Path, default=DEFAULT_ROOT, help="counter files directory (default: var/counters)"
     )
+    parser.add_argument(
+        "--read-timeout",
+        type=float,
+        default=READ_TIMEOUT_S,
+        help=f"seconds to wait for a client that stops sending (default: {READ_TIMEOUT_S})",
+    )
     args = parser.parse_args(argv)
+    _Handler.timeout = args.read_timeout
     args.root.mkdir(parents=True, exist_ok=True)
     os.environ[config.ENV_ROOT] = str(args.root.resolve())
     # No CloudWatch here: keep the console to one line per request (override either to see them).
