@@ -75,7 +75,10 @@ def parse_event(event: Any, *, fallback_request_id: str) -> Request:
     route_key: str | None
     if event.get("version") == "2.0":
         http = _object(context, "http")
-        method, path, path_is_decoded = http.get("method"), event.get("rawPath"), True
+        method, path = http.get("method"), event.get("rawPath")
+        # Lambda function URLs send payload 2.0 too, with rawPath still percent-encoded, as REST does.
+        domain = context.get("domainName")
+        path_is_decoded = not (isinstance(domain, str) and ".lambda-url." in domain)
         query = {k: str(v) for k, v in _object(event, "queryStringParameters").items()}
         source_ip = http.get("sourceIp")
         # A named stage (not $default) prefixes rawPath with itself.

@@ -285,6 +285,16 @@ def test_rest_events_match_by_resource_and_path_parameters(api_root: Path) -> No
     assert invoke(rest_event("GET", "/counters/caf%C3%A9")).json["value"] == 1
 
 
+def test_function_url_events_keep_the_path_encoded_and_are_decoded_once(api_root: Path) -> None:
+    # GIVEN a Lambda function URL event (payload 2.0, rawPath as sent, no route key)
+    event = http_event("POST", "/counters/placeholder/increment")
+    event.update(routeKey="$default", rawPath="/counters/caf%C3%A9%20au%20lait/increment")
+    event.pop("pathParameters")
+    event["requestContext"]["domainName"] = "abcdefgh.lambda-url.us-east-1.on.aws"
+    # THEN the path is decoded exactly once
+    assert invoke(event).json["id"] == "café au lait"
+
+
 def test_nfc_and_nfd_spellings_are_different_counters(api_root: Path) -> None:
     nfc, nfd = "caf\u00e9", "cafe\u0301"
     invoke(http_event("PUT", counter_path(nfc), body={"value": 1}))
