@@ -147,18 +147,15 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _manifest(args: argparse.Namespace) -> int:
-    from tools.migrations.manifest import manifest_is_current, write_manifest
+    from tools.migrations.manifest import manifest_problem, write_manifest
 
     folder: Path = args.migrations
     if args.check:
-        if manifest_is_current(folder):
+        problem = manifest_problem(folder)
+        if problem is None:
             print(f"{folder}/manifest.json is current.")
             return EXIT_OK
-        print(
-            f"{folder}/manifest.json is stale - run `python -m tools.migrations manifest"
-            f" --migrations {folder}` and commit the result.",
-            file=sys.stderr,
-        )
+        print(f"{problem}.", file=sys.stderr)
         return EXIT_FAILED
     manifest = write_manifest(folder)
     print(f"Wrote {folder}/manifest.json: {manifest.version} migration(s). Commit it with the SQL files.")
@@ -185,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         print(
-            f"{len(exc.problems)} problem(s) in {args.migrations} - fix them and run the command again.",
+            exc.next_step
+            or f"{len(exc.problems)} problem(s) in {args.migrations} - fix them and run the command again.",
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT

@@ -21,9 +21,9 @@ from typing import Any
 from counter_core.manifest import MANIFEST_FILE, Manifest
 from tools.migrations.diff import Plan, Renames, materialize, plan_migration
 from tools.migrations.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_UNSAFE
-from tools.migrations.folder import JournalEntry, journal_path, read_journal, write_journal
+from tools.migrations.folder import JournalEntry, is_new_history, journal_path, read_journal, write_journal
 from tools.migrations.introspect import introspect, load_schema_file
-from tools.migrations.manifest import build_manifest, manifest_is_current, write_manifest
+from tools.migrations.manifest import build_manifest, manifest_problem, write_manifest
 from tools.migrations.render import CUSTOM_MIGRATION, render_migration
 from tools.migrations.schema import Schema, SchemaError
 from tools.migrations.snapshot import (
@@ -62,8 +62,11 @@ def generate(
             [f"--name {request.name!r}: use letters, digits, '_' and '-' (it becomes part of the file name)"]
         )
     folder = request.folder
-    entries = read_journal(folder)
-    build_manifest(folder)  # the folder must be consistent before it grows
+    if is_new_history(folder):
+        entries: list[JournalEntry] = []  # the first migration creates the folder and its journal
+    else:
+        entries = read_journal(folder)
+        build_manifest(folder)  # the folder must be consistent before it grows
     snapshots = read_snapshot_chain(folder, entries)
     previous = snapshots[-1] if snapshots else None
     tag = f"{len(entries):04d}_{request.name}"
@@ -134,10 +137,9 @@ def check(folder: Path, schema: Path) -> int:
     manifest = build_manifest(folder)
     snapshots = read_snapshot_chain(folder, entries)
     failures: list[str] = []
-    if not manifest_is_current(folder):
-        failures.append(
-            f"error: {folder / MANIFEST_FILE} is stale - run `python -m tools.migrations manifest --migrations {folder}`"
-        )
+    stale = manifest_problem(folder)
+    if stale is not None:
+        failures.append(f"error: {stale}")
     try:
         expected = load_schema_file(schema)
         last = _snapshot_schema(folder, entries, snapshots[-1] if snapshots else None)
@@ -252,6 +254,7 @@ def _stage(
 
 def _publish(stage: Path, folder: Path, tag: str) -> None:
     # The journal goes last: until it names the migration, the new files are inert.
+    (folder / "meta").mkdir(parents=True, exist_ok=True)
     for relative in (
         Path(f"{tag}.sql"),
         snapshot_path(Path(), tag),
