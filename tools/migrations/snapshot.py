@@ -169,6 +169,14 @@ def _default_from_json(value: Any) -> str:
 
 
 def _default_to_json(text: str) -> Any:
+    """The JSON value drizzle-kit writes for a default: booleans and numbers as JSON, SQL text as a string.
+
+    drizzle-kit compares snapshot values, not SQL: `"false"` where it writes `false` is a changed
+    default to it, and it answers with a table rebuild. Numbers become JSON only when JavaScript
+    reads them back to the same value (`2`, `1.5`, `2.0`; not integers beyond 2**53, which it rounds).
+    """
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     try:
         number = int(text)
     except ValueError:
