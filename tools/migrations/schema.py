@@ -93,7 +93,7 @@ def column_key(column: Column) -> dict[str, Any]:
         "primaryKey": column.primary_key,
         "notNull": column.not_null,
         "autoincrement": column.autoincrement,
-        "default": None if column.default is None else normalize_sql(column.default),
+        "default": None if column.default is None else normalize_sql(_unwrapped(column.default)),
     }
 
 
@@ -150,15 +150,32 @@ _LITERAL = re.compile(
 )
 
 
-def default_sql(text: str) -> str:
-    """A default as it can be written after DEFAULT: literals as they are, expressions in parentheses.
+_DOUBLE_QUOTED = re.compile(r'"(?:[^"]|"")*"')
 
-    SQLite reports `DEFAULT (1+2)` as `1+2` (pragma table_xinfo), which is not valid after DEFAULT.
+
+def default_sql(text: str) -> str:
+    """A default as SQLite reports it (pragma table_xinfo), written back as it follows DEFAULT.
+
+    SQLite reports `DEFAULT (1+2)` as `1+2` (one pair of parentheses dropped), which is not valid
+    after DEFAULT: every expression gets one pair back, so `DEFAULT ((x))` stays `((x))`, as
+    drizzle-kit writes it. Literals and CURRENT_* keywords stay bare. A legacy double-quoted string,
+    `DEFAULT "abc"` (SQLite takes it for 'abc'), becomes the string literal it is: re-emitted as
+    written, or in parentheses, SQLite would reject it as "not constant".
     """
     text = text.strip()
-    if _LITERAL.fullmatch(text) or (text.startswith("(") and _balanced_outer(text)):
+    if _DOUBLE_QUOTED.fullmatch(text):
+        return "'" + text[1:-1].replace('""', '"').replace("'", "''") + "'"
+    if _LITERAL.fullmatch(text):
         return text
     return f"({text})"
+
+
+def _unwrapped(text: str) -> str:
+    """A default without redundant outer parentheses: `(('x'))`, `('x')` and `'x'` are one value."""
+    text = text.strip()
+    while text.startswith("(") and _balanced_outer(text):
+        text = text[1:-1].strip()
+    return text
 
 
 def is_constant_default(text: str | None) -> bool:
