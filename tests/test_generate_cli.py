@@ -44,6 +44,11 @@ def test_first_migration_writes_sql_snapshot_journal_and_manifest(
     assert result.out == (
         f"Wrote {folder}/0000_init.sql (3 statement(s)), {folder}/meta/0000_snapshot.json, the journal entry"
         f" and {folder}/manifest.json.\n"
+        "0000_init: additive\n"
+        "  - creates table `children`\n"
+        "  - creates table `history`\n"
+        "  - creates table `parents`\n"
+        "  rollout: old instances keep serving the files it migrates\n"
         "Next: review the SQL, run `python -m tools.migrations check`, and commit it with the schema file.\n"
     )
     [entry] = read_journal(folder)

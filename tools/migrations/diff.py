@@ -32,6 +32,7 @@ from tools.migrations.schema import (
     constraints_key,
     index_key,
     is_constant_default,
+    tightenings,
 )
 
 
@@ -264,39 +265,19 @@ def _table_change(before: Table, after: Table, plan: Plan) -> _TableChange:
 
 
 def _warn_column(table: str, before: Column, after: Column, plan: Plan) -> None:
-    where = f"column `{table}`.`{after.name}`"
     if before.type.lower() != after.type.lower():
         plan.warnings.append(
-            f"{where} changes type from `{before.type}` to `{after.type}`: the rebuild converts stored values"
-            " to the new type's affinity"
-        )
-    if after.not_null and not before.not_null:
-        plan.warnings.append(
-            f"{where} becomes NOT NULL: the migration fails on databases where it holds NULL"
-            " - backfill it in a custom migration first"
+            f"column `{table}`.`{after.name}` changes type from `{before.type}` to `{after.type}`: the rebuild"
+            " converts stored values to the new type's affinity"
         )
 
 
 def _warn_constraints(before: Table, after: Table, plan: Plan) -> None:
-    old, new = constraints_key(before), constraints_key(after)
-    gained = [
-        what
-        for key, what in (
-            ("unique", "a unique constraint"),
-            ("checks", "a check constraint"),
-            ("foreignKeys", "a foreign key"),
+    for tightening in tightenings(before, after):
+        remedy = " - backfill it in a custom migration first" if "NOT NULL" in tightening.subject else ""
+        plan.warnings.append(
+            f"{tightening.subject}: the migration fails on databases {tightening.breaks_where}{remedy}"
         )
-        if any(item not in old[key] for item in new[key])
-    ]
-    gained += [
-        f"unique index `{i.name}`"
-        for i in after.indexes.values()
-        if i.unique and (i.name not in before.indexes or index_key(before.indexes[i.name]) != index_key(i))
-    ]
-    plan.warnings.extend(
-        f"table `{after.name}` gains {what}: the migration fails on databases whose rows violate it"
-        for what in gained
-    )
 
 
 def _rebuild(before: Table, after: Table) -> list[str]:

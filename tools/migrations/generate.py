@@ -19,21 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from counter_core.manifest import MANIFEST_FILE, Manifest
-from tools.migrations.diff import Plan, Renames, materialize, plan_migration
+from tools.migrations.diff import Plan, Renames, plan_migration
 from tools.migrations.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_UNSAFE
 from tools.migrations.folder import JournalEntry, is_new_history, journal_path, read_journal, write_journal
-from tools.migrations.introspect import introspect, load_schema_file
+from tools.migrations.introspect import load_schema_file
+from tools.migrations.lint import PREFLIGHT, lint_folder, render_text
 from tools.migrations.manifest import build_manifest, manifest_problem, write_manifest
 from tools.migrations.render import CUSTOM_MIGRATION, render_migration
 from tools.migrations.schema import Schema, SchemaError
 from tools.migrations.snapshot import (
     ZERO_ID,
     carry_over,
-    parse_snapshot,
     read_snapshot_chain,
     render_snapshot,
     snapshot_data,
     snapshot_path,
+    snapshot_schema,
 )
 from tools.migrations.verify import ReplayFailed, check_data, replay, schema_difference
 
@@ -124,6 +125,14 @@ def generate(
         print(
             f"Next: write the data change into {folder / (tag + '.sql')}, then run `python -m tools.migrations check`."
         )
+        return EXIT_OK
+    report = lint_folder(folder)
+    print("\n".join(render_text(report, folder, with_next=False)[:-1]))
+    if report.risky:
+        print(
+            f"Next: review the SQL, run `{PREFLIGHT}` against the counter files to find the ones where a step"
+            " would fail, then `python -m tools.migrations check`, and commit it with the schema file."
+        )
     else:
         print(
             "Next: review the SQL, run `python -m tools.migrations check`, and commit it with the schema file."
@@ -185,12 +194,7 @@ def _snapshot_schema(folder: Path, entries: list[JournalEntry], snapshot: dict[s
     """The last snapshot's schema as SQLite reads it back (so it compares like the schema file)."""
     if snapshot is None:
         return Schema()
-    source = f"meta/{snapshot_path(folder, entries[-1].tag).name}"
-    conn = materialize(parse_snapshot(snapshot, source=source))
-    try:
-        return introspect(conn, source=source)
-    finally:
-        conn.close()
+    return snapshot_schema(snapshot, source=f"meta/{snapshot_path(folder, entries[-1].tag).name}")
 
 
 def _report_plan(plan: Plan, request: Request) -> int | None:

@@ -12,7 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tools.migrations.diff import materialize
 from tools.migrations.folder import FolderError, JournalEntry
+from tools.migrations.introspect import introspect
 from tools.migrations.schema import (
     CheckConstraint,
     Column,
@@ -103,6 +105,15 @@ def parse_snapshot(data: dict[str, Any], *, source: str) -> Schema:
         return Schema({name: _table(raw, source=source) for name, raw in sorted(data["tables"].items())})
     except (KeyError, TypeError, AttributeError) as exc:
         raise SchemaError([f"{source}: malformed snapshot ({exc!r}) - restore the file"]) from exc
+
+
+def snapshot_schema(data: dict[str, Any], *, source: str) -> Schema:
+    """A snapshot's schema as SQLite reads it back, so it compares like a schema file or a database."""
+    conn = materialize(parse_snapshot(data, source=source))
+    try:
+        return introspect(conn, source=source)
+    finally:
+        conn.close()
 
 
 def _table(raw: dict[str, Any], *, source: str) -> Table:
