@@ -191,7 +191,9 @@ def test_bad_flags(
         ),
         (
             ["--rename-table", "children=parents"],
-            "--rename-table children=parents: both names exist on one side, so this is not a rename - remove the flag",
+            "--rename-table children=parents: table `parents` is already in the last snapshot and keeps its name - to"
+            " move it aside in the same step, declare that too (--rename-table parents=OTHER_NAME), else remove the"
+            " flag",
         ),
         (
             ["--rename", "nope.a=b"],
@@ -208,7 +210,9 @@ def test_bad_flags(
         ),
         (
             ["--rename", "parents.id=name"],
-            "--rename parents.id=name: both names exist on one side, so this is not a rename - remove the flag",
+            "--rename parents.id=name: `parents` already has a column `name` in the last snapshot and it keeps its"
+            " name - to move it aside in the same step, declare that too (--rename parents.name=OTHER_NAME), else"
+            " remove the flag",
         ),
     ],
 )

@@ -226,3 +226,29 @@ def test_lint_every_migration_on_an_empty_history_is_not_risky(
     result = run(capsys, "lint", "--all", "--migrations", folder)
     assert result.code == 0
     assert result.out.splitlines()[0] == f"{folder}: no migrations to lint (every migration)."
+
+
+def test_archive_and_recreate_compares_the_new_table_with_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = Path(__file__).parent / "generate_cases" / "archive_and_recreate"
+    folder = tmp_path / "migrations"
+    assert (
+        run(capsys, "generate", "--name", "a", "--schema", case / "before.sql", "--migrations", folder).code
+        == 0
+    )
+    flags = ["--rename-table", "users=legacy_users"]
+    assert (
+        run(
+            capsys, "generate", "--name", "b", "--schema", case / "after.sql", *flags, "--migrations", folder
+        ).code
+        == 0
+    )
+    result = run(capsys, "lint", "--json", "--migrations", folder)
+    [step] = json.loads(result.out)["migrations"]
+    assert step["steps"][:3] == [
+        "renames table `users` to `legacy_users`",
+        "drops index `users_email`",
+        "creates table `users`",
+    ]
+    assert (result.code, step["can_fail"]) == (0, [])

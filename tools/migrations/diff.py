@@ -8,7 +8,8 @@ drop, rename, recreate indexes), bracketed by `PRAGMA foreign_keys=OFF/ON` as Dr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import apsw
@@ -34,6 +35,8 @@ from tools.migrations.schema import (
     is_constant_default,
     tightenings,
 )
+
+_RENAME_PREFIX = "__rename_"  # a swap or chain of renames goes through these names
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,14 @@ def plan_migration(old: Schema, new: Schema, renames: Renames, *, schema_name: s
 def _apply_renames(
     conn: apsw.Connection, old: Schema, new: Schema, renames: Renames, plan: Plan, *, schema_name: str
 ) -> None:
+    """Rename tables, then columns, as declared; SQLite rewrites every reference to them.
+
+    A rename may take a name that another declared rename frees (a swap, a chain) or leave its old
+    name to a new table or column (archive and recreate: `--rename-table users=legacy_users` with a
+    new `users`); either is done in one step.
+    """
     problems: list[str] = []
+    tables: dict[str, str] = {}
     for before, after in renames.tables.items():
         flag = f"--rename-table {before}={after}"
         if before not in old.tables:
@@ -123,16 +133,20 @@ def _apply_renames(
             problems.append(
                 f"{flag}: table `{after}` is not in {schema_name} - tables there: {_names(new.tables)}"
             )
-        elif after in old.tables or before in new.tables:
+        elif after in old.tables and after not in renames.tables:
             problems.append(
-                f"{flag}: both names exist on one side, so this is not a rename - remove the flag"
+                f"{flag}: table `{after}` is already in the last snapshot and keeps its name - to move it aside"
+                f" in the same step, declare that too (--rename-table {after}=OTHER_NAME), else remove the flag"
             )
         else:
-            plan.statements.append(f"ALTER TABLE {quote(before)} RENAME TO {quote(after)};")
+            tables[before] = after
             plan.renamed_tables[dquote(before)] = dquote(after)
-    _execute(conn, plan.statements)
+    table_statements = _renamed(
+        tables, set(old.tables), lambda a, b: f"ALTER TABLE {quote(a)} RENAME TO {quote(b)};"
+    )
+    _execute(conn, table_statements)
     current = introspect(conn, source="the last snapshot")
-    column_statements: list[str] = []
+    columns: dict[str, dict[str, str]] = {}
     for (table, before), after in renames.columns.items():
         flag = f"--rename {table}.{before}={after}"
         if table not in current.tables or table not in new.tables:
@@ -150,19 +164,46 @@ def _apply_renames(
             problems.append(
                 f"{flag}: `{table}` has no column `{after}` in {schema_name} - columns: {_names(new_columns)}"
             )
-        elif after in old_columns or before in new_columns:
+        elif after in old_columns and (table, after) not in renames.columns:
             problems.append(
-                f"{flag}: both names exist on one side, so this is not a rename - remove the flag"
+                f"{flag}: `{table}` already has a column `{after}` in the last snapshot and it keeps its name - to"
+                f" move it aside in the same step, declare that too (--rename {table}.{after}=OTHER_NAME), else"
+                " remove the flag"
             )
         else:
-            column_statements.append(
-                f"ALTER TABLE {quote(table)} RENAME COLUMN {quote(before)} TO {quote(after)};"
-            )
+            columns.setdefault(table, {})[before] = after
             plan.renamed_columns[f"{dquote(table)}.{dquote(before)}"] = f"{dquote(table)}.{dquote(after)}"
     if problems:
         raise SchemaError(problems)
+    column_statements: list[str] = []
+    for table, pairs in columns.items():
+        column_statements += _renamed(
+            pairs, set(current.tables[table].columns), functools.partial(_rename_column, table)
+        )
     _execute(conn, column_statements)
-    plan.statements.extend(column_statements)
+    plan.statements.extend(table_statements + column_statements)
+
+
+def _rename_column(table: str, old: str, new: str) -> str:
+    return f"ALTER TABLE {quote(table)} RENAME COLUMN {quote(old)} TO {quote(new)};"
+
+
+def _renamed(pairs: dict[str, str], existing: set[str], statement: Callable[[str, str], str]) -> list[str]:
+    """The statements renaming old -> new for every pair, through temporary names where one takes
+    a name another frees (a swap or a chain: renaming in place would collide)."""
+    if not any(new in existing for new in pairs.values()):
+        return [statement(old, new) for old, new in pairs.items()]
+    taken = existing | set(pairs.values())
+    temporary = {}
+    for old in pairs:
+        name = f"{_RENAME_PREFIX}{old}"
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        temporary[old] = name
+    return [statement(old, temporary[old]) for old in pairs] + [
+        statement(temporary[old], new) for old, new in pairs.items()
+    ]
 
 
 def _execute(conn: apsw.Connection, statements: list[str]) -> None:
