@@ -10,6 +10,8 @@ import pytest
 
 from tests.generate_support import Result, run, write
 from tests.migration_folders import DRIZZLE_FOLDER, FIXTURES
+from tools.migrations.folder import DEFAULT_FOLDER
+from tools.migrations.generate import DEFAULT_SCHEMA
 from tools.migrations.manifest import write_manifest
 
 BASE = """CREATE TABLE users (
@@ -83,7 +85,7 @@ def test_a_tightening_rebuild_is_risky_and_says_to_run_preflight(
         " instance runs the new code",
         "  can fail on existing data:",
         "  ! column `users`.`email` becomes NOT NULL: fails on files where it holds NULL",
-        "  ! table `users` gains unique index `users_email_idx` (email): fails on files whose rows violate it",
+        "  ! table `users` gains unique index `users_email_idx` (email): fails on files where two rows share a value",
         "  ! table `users` gains CHECK (age >= 0): fails on files whose rows violate it",
         "1 migration(s) linted (the last migration): 1 not additive, 1 risky.",
         PREFLIGHT_NEXT,
@@ -252,3 +254,29 @@ def test_archive_and_recreate_compares_the_new_table_with_nothing(
         "creates table `users`",
     ]
     assert (result.code, step["can_fail"]) == (0, [])
+
+
+def test_the_readme_example_is_real_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # GIVEN the project's own history, and its schema with a column and a unique index added
+    folder = tmp_path / "generated"
+    shutil.copytree(DEFAULT_FOLDER, folder, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    schema = DEFAULT_SCHEMA.read_text().replace(
+        "    request_id TEXT\n", "    request_id TEXT,\n    actor TEXT\n"
+    )
+    schema += "\nCREATE UNIQUE INDEX counter_history_request_id ON counter_history (request_id);\n"
+    generated = run(
+        capsys,
+        "generate",
+        "--name",
+        "add_actor",
+        "--schema",
+        write(tmp_path / "s.sql", schema),
+        "--migrations",
+        folder,
+    )
+    assert generated.code == 0, generated.err
+    # WHEN lint runs THEN the README shows exactly its output and exit code
+    result = run(capsys, "lint", "--migrations", folder)
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    shown = readme.split("<!-- lint-example:", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
+    assert shown == f"$ python -m tools.migrations lint\n{result.out}$ echo $?\n{result.code}\n"

@@ -161,7 +161,7 @@ def tightenings(
     ]
     for what, columns, where in gained:
         if (was(columns), None if where is None else normalize_sql(where)) not in unique_before:
-            found.append(Tightening(f"table `{after.name}` gains {what}", "whose rows violate it"))
+            found.append(Tightening(f"table `{after.name}` gains {what}", "where two rows share a value"))
     checks_before = {normalize_sql(c.value) for c in before.checks}
     found.extend(
         Tightening(f"table `{after.name}` gains CHECK ({c.value})", "whose rows violate it")
