@@ -74,13 +74,20 @@ def test_commands_on_no_history_say_what_to_run(
     assert (files(folder) if folder.exists() else None) == before
 
 
-def test_a_lost_journal_is_not_taken_for_a_new_history(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # GIVEN a history whose journal was deleted
+@pytest.fixture
+def started(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path]:
+    """(folder, schema file): a history of one generated migration."""
     folder = tmp_path / "migrations"
     schema = write(tmp_path / "schema.sql", SCHEMA)
     assert run(capsys, "generate", "--name", "init", "--schema", schema, "--migrations", folder).code == 0
+    return folder, schema
+
+
+def test_a_lost_journal_is_not_taken_for_a_new_history(
+    capsys: pytest.CaptureFixture[str], started: tuple[Path, Path]
+) -> None:
+    # GIVEN a history whose journal was deleted
+    folder, schema = started
     (folder / "meta" / "_journal.json").unlink()
     # WHEN generate runs again THEN it refuses to start over, and says how to recover
     result = run(capsys, "generate", "--name", "again", "--schema", schema, "--migrations", folder)
@@ -93,12 +100,10 @@ def test_a_lost_journal_is_not_taken_for_a_new_history(
 
 
 def test_check_without_manifest_says_it_has_none_yet(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str], started: tuple[Path, Path]
 ) -> None:
     # GIVEN a folder as drizzle-kit leaves it: journal, SQL and snapshots, no manifest.json
-    folder = tmp_path / "migrations"
-    schema = write(tmp_path / "schema.sql", SCHEMA)
-    assert run(capsys, "generate", "--name", "init", "--schema", schema, "--migrations", folder).code == 0
+    folder, schema = started
     (folder / "manifest.json").unlink()
     for command in (["check", "--schema", str(schema)], ["manifest", "--check"]):
         result = run(capsys, *command, "--migrations", folder)
