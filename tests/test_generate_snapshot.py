@@ -91,10 +91,11 @@ def test_check_constraints_are_named_like_drizzle_would_need_them() -> None:
         '\n  "check" INTEGER,\n  CHECK (a <> b)\n);',
         source="s",
     )
+    # in declaration order, as drizzle-kit lists them
     assert schema.tables["t"].checks == (
-        CheckConstraint("b_short", "length(b) < 5"),
         CheckConstraint("t_a_check", "a > 0"),
         CheckConstraint("t_a_check_2", "a < 9"),
+        CheckConstraint("b_short", "length(b) < 5"),
         CheckConstraint("t_check", "a <> b"),
     )
     assert list(schema.tables["t"].columns) == ["a", "b", "check"]

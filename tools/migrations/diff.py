@@ -236,7 +236,7 @@ def _diff(old: Schema, new: Schema, plan: Plan) -> None:
     # table's index of the same name.
     for name in kept:
         if not changes[name].rebuild:
-            for index_name, index in old.tables[name].indexes.items():
+            for index_name, index in sorted(old.tables[name].indexes.items()):
                 target = new.tables[name].indexes.get(index_name)
                 if target is None or index_key(target) != index_key(index):
                     statements.append(f"DROP INDEX {quote(index_name)};")
@@ -254,7 +254,7 @@ def _diff(old: Schema, new: Schema, plan: Plan) -> None:
     statements.extend(create_table_sql(new.tables[name]) for name in created)
     new_indexes: list[str] = []
     for name in created:
-        new_indexes.extend(create_index_sql(i, name) for i in new.tables[name].indexes.values())
+        new_indexes.extend(create_index_sql(i, name) for _, i in sorted(new.tables[name].indexes.items()))
     for name in kept:
         before, after, change = old.tables[name], new.tables[name], changes[name]
         if change.rebuild:
@@ -262,7 +262,7 @@ def _diff(old: Schema, new: Schema, plan: Plan) -> None:
             plan.data_loss.extend(
                 f"rebuilding table `{name}` would discard column `{c}`" for c in change.dropped
             )
-            new_indexes.extend(create_index_sql(i, name) for i in after.indexes.values())
+            new_indexes.extend(create_index_sql(i, name) for _, i in sorted(after.indexes.items()))
             continue
         for column in change.dropped:
             statements.append(f"ALTER TABLE {quote(name)} DROP COLUMN {quote(column)};")
@@ -270,7 +270,7 @@ def _diff(old: Schema, new: Schema, plan: Plan) -> None:
         statements.extend(
             f"ALTER TABLE {quote(name)} ADD {column_sql(after.columns[c])};" for c in change.added
         )
-        for index_name, index in after.indexes.items():
+        for index_name, index in sorted(after.indexes.items()):
             previous = before.indexes.get(index_name)
             if previous is None or index_key(previous) != index_key(index):
                 new_indexes.append(create_index_sql(index, name))

@@ -142,7 +142,7 @@ def _table(raw: dict[str, Any], *, source: str) -> Table:
         columns=columns,
         indexes={
             i["name"]: Index(i["name"], tuple(i["columns"]), i["isUnique"], i.get("where"))
-            for i in sorted(raw.get("indexes", {}).values(), key=lambda i: i["name"])
+            for i in raw.get("indexes", {}).values()
         },
         foreign_keys=tuple(
             ForeignKey(
@@ -153,7 +153,7 @@ def _table(raw: dict[str, Any], *, source: str) -> Table:
                 on_update=fk.get("onUpdate") or "no action",
                 on_delete=fk.get("onDelete") or "no action",
             )
-            for fk in sorted(raw.get("foreignKeys", {}).values(), key=lambda fk: fk["name"])
+            for fk in raw.get("foreignKeys", {}).values()
         ),
         primary_key=primary_key,
         uniques=tuple(
@@ -161,8 +161,7 @@ def _table(raw: dict[str, Any], *, source: str) -> Table:
             for u in sorted(raw.get("uniqueConstraints", {}).values(), key=lambda u: u["name"])
         ),
         checks=tuple(
-            CheckConstraint(c["name"], c["value"])
-            for c in sorted(raw.get("checkConstraints", {}).values(), key=lambda c: c["name"])
+            CheckConstraint(c["name"], c["value"]) for c in raw.get("checkConstraints", {}).values()
         ),
     )
 
@@ -251,7 +250,7 @@ def _table_json(table: Table) -> dict[str, Any]:
                 "isUnique": i.unique,
                 **({"where": i.where} if i.where is not None else {}),
             }
-            for i in sorted(table.indexes.values(), key=lambda i: i.name)
+            for i in table.indexes.values()
         },
         "foreignKeys": {
             fk.name: {
@@ -263,7 +262,7 @@ def _table_json(table: Table) -> dict[str, Any]:
                 "onDelete": fk.on_delete,
                 "onUpdate": fk.on_update,
             }
-            for fk in sorted(table.foreign_keys, key=lambda fk: fk.name)
+            for fk in table.foreign_keys
         },
         "compositePrimaryKeys": (
             {
@@ -279,9 +278,7 @@ def _table_json(table: Table) -> dict[str, Any]:
             u.name: {"name": u.name, "columns": list(u.columns)}
             for u in sorted(table.uniques, key=lambda u: u.name)
         },
-        "checkConstraints": {
-            c.name: {"name": c.name, "value": c.value} for c in sorted(table.checks, key=lambda c: c.name)
-        },
+        "checkConstraints": {c.name: {"name": c.name, "value": c.value} for c in table.checks},
     }
 
 
