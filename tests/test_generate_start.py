@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
 
 from tests.generate_support import files, run, write
-from tools.migrations.folder import read_journal
+from tools.migrations.folder import FolderError, read_journal
 
 SCHEMA = "CREATE TABLE t (\n    id INTEGER PRIMARY KEY NOT NULL,\n    a TEXT\n);\n"
 
@@ -113,3 +114,9 @@ def test_check_without_manifest_says_it_has_none_yet(
             f" --migrations {folder}` and commit it" in result.err
         )
         assert "stale" not in result.err
+
+
+def test_folder_errors_survive_pickling() -> None:
+    error = FolderError(["meta/_journal.json: missing"], next_step="run generate")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.problems, copy.next_step, str(copy)) == (error.problems, error.next_step, str(error))
