@@ -280,3 +280,24 @@ def test_the_readme_example_is_real_output(tmp_path: Path, capsys: pytest.Captur
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     shown = readme.split("<!-- lint-example:", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
     assert shown == f"$ python -m tools.migrations lint\n{result.out}$ echo $?\n{result.code}\n"
+
+
+def test_constraints_on_new_nullable_columns_cannot_fail(
+    capsys: pytest.CaptureFixture[str], history: tuple[Path, Path]
+) -> None:
+    # GIVEN new columns without a default: every existing row holds NULL there, which no
+    # UNIQUE, CHECK or FOREIGN KEY rejects
+    folder, schema = history
+    added = BASE.replace(
+        "age INTEGER\n",
+        "age INTEGER,\n    badge TEXT CHECK (length(Badge) < 9),\n    buddy INTEGER REFERENCES users(id)\n",
+    )
+    added += "CREATE UNIQUE INDEX users_badge ON users (badge);\n"
+    result = _generate(capsys, folder, schema, added)
+    # THEN neither generate nor lint warns that they can fail
+    assert result.err == ""
+    assert run(capsys, "lint", "--migrations", folder).code == 0
+    # BUT a check that also reads an existing column still can
+    write(schema, added.replace("length(Badge) < 9", "badge IS NULL OR age >= 0"))
+    assert run(capsys, "generate", "--name", "again", "--schema", schema, "--migrations", folder).code == 0
+    assert run(capsys, "lint", "--migrations", folder).code == 1

@@ -31,6 +31,7 @@ from tools.migrations.schema import (
     Table,
     column_key,
     constraints_key,
+    defaults_to_null,
     index_key,
     is_constant_default,
     tightenings,
@@ -289,8 +290,11 @@ def _table_change(before: Table, after: Table, plan: Plan) -> _TableChange:
             rebuild = rebuild or column_key(previous) != column_key(column)
             _warn_column(name, previous, column, plan)
             continue
-        no_default = column.default is None or column.default.upper() == "NULL"
-        if column.not_null and no_default and not (column.primary_key and column.type == "integer"):
+        if (
+            column.not_null
+            and defaults_to_null(column)
+            and not (column.primary_key and column.type == "integer")
+        ):
             plan.refusals.append(
                 f"new column `{name}`.`{column.name}` is NOT NULL without a default, so the rows that already"
                 f" exist would have no value for it - add a DEFAULT to `{column.name}` (or drop NOT NULL)"

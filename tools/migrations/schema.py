@@ -141,6 +141,13 @@ def tightenings(
     def was(columns: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(old.get(c, c) for c in columns)
 
+    def null_in_every_row(columns: set[str]) -> bool:
+        """Only new columns without a default: every existing row holds NULL there, which passes
+        UNIQUE (NULLs are distinct), FOREIGN KEY and CHECK (NULL is not false)."""
+        return bool(columns) and all(
+            old.get(c, c) not in before.columns and defaults_to_null(after.columns[c]) for c in columns
+        )
+
     found: list[Tightening] = []
     for column in after.columns.values():
         previous = before.columns.get(old.get(column.name, column.name))
@@ -160,13 +167,17 @@ def tightenings(
         if i.unique
     ]
     for what, columns, where in gained:
+        if null_in_every_row(set(columns)):
+            continue
         if (was(columns), None if where is None else normalize_sql(where)) not in unique_before:
             found.append(Tightening(f"table `{after.name}` gains {what}", "where two rows share a value"))
     checks_before = {normalize_sql(c.value) for c in before.checks}
+    by_lower = {c.lower(): c for c in after.columns}  # identifiers ignore case; tokens() upper-cases words
     found.extend(
         Tightening(f"table `{after.name}` gains CHECK ({c.value})", "whose rows violate it")
         for c in after.checks
         if normalize_sql(c.value) not in checks_before
+        and not null_in_every_row({by_lower[t.lower()] for t in tokens(c.value) if t.lower() in by_lower})
     )
     keys_before = {(fk.columns, fk.table_to, fk.columns_to) for fk in before.foreign_keys}
     found.extend(
@@ -176,7 +187,8 @@ def tightenings(
             "with rows that have no parent",
         )
         for fk in after.foreign_keys
-        if (was(fk.columns), fk.table_to, fk.columns_to) not in keys_before
+        if not null_in_every_row(set(fk.columns))
+        and (was(fk.columns), fk.table_to, fk.columns_to) not in keys_before
         and (was(fk.columns), before.name if fk.table_to == after.name else fk.table_to, fk.columns_to)
         not in keys_before
     )
@@ -188,6 +200,11 @@ def tightenings(
             )
         )
     return found
+
+
+def defaults_to_null(column: Column) -> bool:
+    """No default, or DEFAULT NULL: a row that does not set the column holds NULL."""
+    return column.default is None or column.default.upper() == "NULL"
 
 
 def _primary_key(table: Table) -> tuple[str, ...]:
