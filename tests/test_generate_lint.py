@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.generate_support import Result, run, write
+from tests.generate_support import Result, run, started_history, write
 from tests.migration_folders import DRIZZLE_FOLDER, FIXTURES
 from tools.migrations.folder import DEFAULT_FOLDER
 from tools.migrations.generate import DEFAULT_SCHEMA
@@ -30,10 +30,7 @@ PREFLIGHT_NEXT = (
 @pytest.fixture
 def history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path]:
     """(folder, schema file): a history of one migration creating `users`."""
-    folder = tmp_path / "migrations"
-    schema = write(tmp_path / "schema.sql", BASE)
-    assert run(capsys, "generate", "--name", "init", "--schema", schema, "--migrations", folder).code == 0
-    return folder, schema
+    return started_history(tmp_path, capsys, BASE)
 
 
 def _generate(

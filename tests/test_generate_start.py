@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.generate_support import files, run, write
+from tests.generate_support import files, run, started_history, write
 from tools.migrations.folder import FolderError, read_journal
 
 SCHEMA = "CREATE TABLE t (\n    id INTEGER PRIMARY KEY NOT NULL,\n    a TEXT\n);\n"
@@ -78,10 +78,7 @@ def test_commands_on_no_history_say_what_to_run(
 @pytest.fixture
 def started(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path]:
     """(folder, schema file): a history of one generated migration."""
-    folder = tmp_path / "migrations"
-    schema = write(tmp_path / "schema.sql", SCHEMA)
-    assert run(capsys, "generate", "--name", "init", "--schema", schema, "--migrations", folder).code == 0
-    return folder, schema
+    return started_history(tmp_path, capsys, SCHEMA)
 
 
 def test_a_lost_journal_is_not_taken_for_a_new_history(
