@@ -188,7 +188,7 @@ def test_lint_of_drizzles_rebuild(tmp_path: Path, capsys: pytest.CaptureFixture[
         " every instance runs the new code",
     ]
     assert result.out.splitlines()[-1] == (
-        "Next: deploy it in a deploy of its own; old instances answer 503 schema_too_new for migrated files until"
+        "Next: deploy this change on its own, with no other change; old instances answer 503 schema_too_new for migrated files until"
         " every instance runs the new code."
     )
 

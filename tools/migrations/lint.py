@@ -69,7 +69,7 @@ class LintReport:
             return "Next: make sure the dropped data is no longer needed (back it up if unsure), then deploy."
         if not self.additive:
             return (
-                "Next: deploy it in a deploy of its own; old instances answer 503 schema_too_new for migrated"
+                "Next: deploy this change on its own, with no other change; old instances answer 503 schema_too_new for migrated"
                 " files until every instance runs the new code."
             )
         return "Next: nothing risky - deploy as usual."
@@ -138,7 +138,7 @@ def render_text(report: LintReport, folder: Path, *, with_next: bool = True) -> 
                 "foreign keys switched off while it runs (checked with foreign_key_check before COMMIT)"
             )
         lines.append(f"{m.tag}: {', '.join(facts)}")
-        lines.extend(f"  - {step}" for step in m.steps)
+        lines.extend(f"  - {step}" for step in m.steps or ["runs no statement (an empty custom migration)"])
         if m.additive:
             lines.append("  rollout: old instances keep serving the files it migrates")
         else:
