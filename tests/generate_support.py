@@ -27,6 +27,15 @@ def empty_folder(folder: Path) -> Path:
     return folder
 
 
+def started_history(tmp_path: Path, capsys: pytest.CaptureFixture[str], sql: str) -> tuple[Path, Path]:
+    """(folder, schema file): a history started by `generate --name init` from `sql`, in a new folder."""
+    folder = tmp_path / "migrations"
+    schema = write(tmp_path / "schema.sql", sql)
+    result = run(capsys, "generate", "--name", "init", "--schema", schema, "--migrations", folder)
+    assert result.code == 0, result.err
+    return folder, schema
+
+
 def run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> Result:
     """`python -m tools.migrations ARGS` in-process."""
     capsys.readouterr()

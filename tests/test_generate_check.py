@@ -67,7 +67,8 @@ def test_stale_manifest_fails(capsys: pytest.CaptureFixture[str], generated: tup
     assert (result.code, result.err.splitlines()) == (
         1,
         [
-            f"error: {folder}/manifest.json is stale - run `python -m tools.migrations manifest --migrations {folder}`",
+            f"error: {folder}/manifest.json is stale - run `python -m tools.migrations manifest --migrations {folder}`"
+            " and commit it",
             STALE_HINT,
         ],
     )

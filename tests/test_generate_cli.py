@@ -44,6 +44,11 @@ def test_first_migration_writes_sql_snapshot_journal_and_manifest(
     assert result.out == (
         f"Wrote {folder}/0000_init.sql (3 statement(s)), {folder}/meta/0000_snapshot.json, the journal entry"
         f" and {folder}/manifest.json.\n"
+        "0000_init: additive\n"
+        "  - creates table `children`\n"
+        "  - creates table `history`\n"
+        "  - creates table `parents`\n"
+        "  rollout: old instances keep serving the files it migrates\n"
         "Next: review the SQL, run `python -m tools.migrations check`, and commit it with the schema file.\n"
     )
     [entry] = read_journal(folder)
@@ -186,7 +191,9 @@ def test_bad_flags(
         ),
         (
             ["--rename-table", "children=parents"],
-            "--rename-table children=parents: both names exist on one side, so this is not a rename - remove the flag",
+            "--rename-table children=parents: table `parents` is already in the last snapshot and keeps its name - to"
+            " move it aside in the same step, declare that too (--rename-table parents=OTHER_NAME), else remove the"
+            " flag",
         ),
         (
             ["--rename", "nope.a=b"],
@@ -203,7 +210,9 @@ def test_bad_flags(
         ),
         (
             ["--rename", "parents.id=name"],
-            "--rename parents.id=name: both names exist on one side, so this is not a rename - remove the flag",
+            "--rename parents.id=name: `parents` already has a column `name` in the last snapshot and it keeps its"
+            " name - to move it aside in the same step, declare that too (--rename parents.name=OTHER_NAME), else"
+            " remove the flag",
         ),
     ],
 )

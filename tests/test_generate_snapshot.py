@@ -91,10 +91,11 @@ def test_check_constraints_are_named_like_drizzle_would_need_them() -> None:
         '\n  "check" INTEGER,\n  CHECK (a <> b)\n);',
         source="s",
     )
+    # in declaration order, as drizzle-kit lists them
     assert schema.tables["t"].checks == (
-        CheckConstraint("b_short", "length(b) < 5"),
         CheckConstraint("t_a_check", "a > 0"),
         CheckConstraint("t_a_check_2", "a < 9"),
+        CheckConstraint("b_short", "length(b) < 5"),
         CheckConstraint("t_check", "a <> b"),
     )
     assert list(schema.tables["t"].columns) == ["a", "b", "check"]
@@ -146,11 +147,65 @@ def test_normalized_sql_keeps_string_case() -> None:
     [
         ("1+2", "(1+2)"),
         ("(1) + (2)", "((1) + (2))"),
-        ("(1 + 2)", "(1 + 2)"),
+        ("(1 + 2)", "((1 + 2))"),  # written as DEFAULT ((1 + 2)), as drizzle-kit would keep it
         ("'a'", "'a'"),
+        ("('x')", "(('x'))"),
+        ('"abc"', "'abc'"),  # SQLite's legacy double-quoted string default
+        ('"it\'s ""q"""', "'it''s \"q\"'"),
+        ("false", "false"),
         ("-5", "-5"),
         ("NULL", "NULL"),
     ],
 )
 def test_default_sql_wraps_expressions(reported: str, written: str) -> None:
     assert default_sql(reported) == written
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("a TEXT DEFAULT 'x'", "'x'"),
+        ("a TEXT DEFAULT ('x')", "'x'"),
+        ("a TEXT DEFAULT (('x'))", "(('x'))"),
+        ('a TEXT DEFAULT "x"', "'x'"),
+        ("a INTEGER DEFAULT (1 + 2)", "(1 + 2)"),
+        ("a INTEGER DEFAULT ((1 + 2))", "((1 + 2))"),
+    ],
+)
+def test_every_default_form_sqlite_accepts_round_trips_and_compares_alike(sql: str, expected: str) -> None:
+    # GIVEN a default in any form SQLite accepts
+    schema = load_schema(f"CREATE TABLE t ({sql});", source="s")
+    # THEN it reads back as text that is valid after DEFAULT, and SQLite accepts it again unchanged
+    assert schema.tables["t"].columns["a"].default == expected
+    # AND every spelling of the same value compares equal
+    declared = sql.split(" ", 2)[1]
+    simplest = "(1 + 2)" if "1 + 2" in sql else "'x'"
+    plain = load_schema(f"CREATE TABLE t (a {declared} DEFAULT {simplest});", source="s")
+    assert canonical(plain) == canonical(schema)
+    again = load_schema(f"CREATE TABLE t (a {declared} DEFAULT {expected});", source="s")
+    assert canonical(again) == canonical(schema)
+
+
+@pytest.mark.parametrize(
+    ("sql_default", "json_default"),
+    [
+        ("false", False),
+        ("true", True),
+        ("FALSE", False),
+        ("0", 0),
+        ("-5", -5),
+        ("2", 2),
+        ("1.5", 1.5),
+        ("2.0", 2.0),
+        ("1e-07", 1e-07),
+        ("9007199254740993", "9007199254740993"),
+        ("'false'", "'false'"),
+    ],
+)
+def test_defaults_are_written_as_drizzle_kit_writes_them(sql_default: str, json_default: object) -> None:
+    schema = load_schema(f"CREATE TABLE t (a integer DEFAULT {sql_default});", source="s")
+    data = snapshot_data(schema, snapshot_id="x", prev_id="y", renamed_tables={}, renamed_columns={})
+    written = data["tables"]["t"]["columns"]["a"]["default"]
+    assert written == json_default and type(written) is type(json_default)
+    # and read back, the snapshot describes the same schema
+    assert canonical(parse_snapshot(data, source="x")) == canonical(schema)

@@ -92,6 +92,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     manifest.set_defaults(run=_manifest)
 
+    lint = commands.add_parser(
+        "lint",
+        help="say what the migrations not yet deployed will do to every counter file; exit 1 if risky",
+        description="For each migration not yet deployed, say in plain words what it does to every counter file:"
+        " whether it is additive (if not, old instances answer 503 schema_too_new during the rollout), which"
+        " tables it rebuilds, which steps can fail on existing data (a new NOT NULL, UNIQUE, CHECK, FOREIGN KEY"
+        " or PRIMARY KEY), what it drops, which statements were written by hand, and whether foreign keys are"
+        " switched off. Not yet deployed means: the migrations after --since TAG (the last one in production),"
+        " or every migration with --all; without either, the last migration (what `generate` just wrote)."
+        " Read-only. Exit codes: 0 nothing risky, 1 risky steps (a step that can fail on data, drop data, or a"
+        " hand-written statement), 2 bad input.",
+    )
+    selection = lint.add_mutually_exclusive_group()
+    selection.add_argument(
+        "--since",
+        metavar="TAG",
+        help="lint the migrations after this one (its tag, e.g. 0003_add_owner, or its number, 0003)",
+    )
+    selection.add_argument("--all", action="store_true", help="lint every migration of the history")
+    lint.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_migrations_option(lint)
+    lint.set_defaults(run=_lint)
+
     status = commands.add_parser(
         "status",
         help="count counter files by schema version; list drifted, newer, foreign and unreadable ones",
@@ -147,22 +170,25 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _manifest(args: argparse.Namespace) -> int:
-    from tools.migrations.manifest import manifest_is_current, write_manifest
+    from tools.migrations.manifest import manifest_problem, write_manifest
 
     folder: Path = args.migrations
     if args.check:
-        if manifest_is_current(folder):
+        problem = manifest_problem(folder)
+        if problem is None:
             print(f"{folder}/manifest.json is current.")
             return EXIT_OK
-        print(
-            f"{folder}/manifest.json is stale - run `python -m tools.migrations manifest"
-            f" --migrations {folder}` and commit the result.",
-            file=sys.stderr,
-        )
+        print(f"{problem}.", file=sys.stderr)
         return EXIT_FAILED
     manifest = write_manifest(folder)
     print(f"Wrote {folder}/manifest.json: {manifest.version} migration(s). Commit it with the SQL files.")
     return EXIT_OK
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from tools.migrations.lint import lint
+
+    return lint(args.migrations, since=args.since, every=args.all, as_json=args.json)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -185,7 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         print(
-            f"{len(exc.problems)} problem(s) in {args.migrations} - fix them and run the command again.",
+            exc.next_step
+            or f"{len(exc.problems)} problem(s) in {args.migrations} - fix them and run the command again.",
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT

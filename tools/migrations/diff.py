@@ -8,7 +8,8 @@ drop, rename, recreate indexes), bracketed by `PRAGMA foreign_keys=OFF/ON` as Dr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import apsw
@@ -30,9 +31,13 @@ from tools.migrations.schema import (
     Table,
     column_key,
     constraints_key,
+    defaults_to_null,
     index_key,
     is_constant_default,
+    tightenings,
 )
+
+_RENAME_PREFIX = "__rename_"  # a swap or chain of renames goes through these names
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,14 @@ def plan_migration(old: Schema, new: Schema, renames: Renames, *, schema_name: s
 def _apply_renames(
     conn: apsw.Connection, old: Schema, new: Schema, renames: Renames, plan: Plan, *, schema_name: str
 ) -> None:
+    """Rename tables, then columns, as declared; SQLite rewrites every reference to them.
+
+    A rename may take a name that another declared rename frees (a swap, a chain) or leave its old
+    name to a new table or column (archive and recreate: `--rename-table users=legacy_users` with a
+    new `users`); either is done in one step.
+    """
     problems: list[str] = []
+    tables: dict[str, str] = {}
     for before, after in renames.tables.items():
         flag = f"--rename-table {before}={after}"
         if before not in old.tables:
@@ -122,16 +134,20 @@ def _apply_renames(
             problems.append(
                 f"{flag}: table `{after}` is not in {schema_name} - tables there: {_names(new.tables)}"
             )
-        elif after in old.tables or before in new.tables:
+        elif after in old.tables and after not in renames.tables:
             problems.append(
-                f"{flag}: both names exist on one side, so this is not a rename - remove the flag"
+                f"{flag}: table `{after}` is already in the last snapshot and keeps its name - to move it aside"
+                f" in the same step, declare that too (--rename-table {after}=OTHER_NAME), else remove the flag"
             )
         else:
-            plan.statements.append(f"ALTER TABLE {quote(before)} RENAME TO {quote(after)};")
+            tables[before] = after
             plan.renamed_tables[dquote(before)] = dquote(after)
-    _execute(conn, plan.statements)
+    table_statements = _renamed(
+        tables, set(old.tables), lambda a, b: f"ALTER TABLE {quote(a)} RENAME TO {quote(b)};"
+    )
+    _execute(conn, table_statements)
     current = introspect(conn, source="the last snapshot")
-    column_statements: list[str] = []
+    columns: dict[str, dict[str, str]] = {}
     for (table, before), after in renames.columns.items():
         flag = f"--rename {table}.{before}={after}"
         if table not in current.tables or table not in new.tables:
@@ -149,19 +165,46 @@ def _apply_renames(
             problems.append(
                 f"{flag}: `{table}` has no column `{after}` in {schema_name} - columns: {_names(new_columns)}"
             )
-        elif after in old_columns or before in new_columns:
+        elif after in old_columns and (table, after) not in renames.columns:
             problems.append(
-                f"{flag}: both names exist on one side, so this is not a rename - remove the flag"
+                f"{flag}: `{table}` already has a column `{after}` in the last snapshot and it keeps its name - to"
+                f" move it aside in the same step, declare that too (--rename {table}.{after}=OTHER_NAME), else"
+                " remove the flag"
             )
         else:
-            column_statements.append(
-                f"ALTER TABLE {quote(table)} RENAME COLUMN {quote(before)} TO {quote(after)};"
-            )
+            columns.setdefault(table, {})[before] = after
             plan.renamed_columns[f"{dquote(table)}.{dquote(before)}"] = f"{dquote(table)}.{dquote(after)}"
     if problems:
         raise SchemaError(problems)
+    column_statements: list[str] = []
+    for table, pairs in columns.items():
+        column_statements += _renamed(
+            pairs, set(current.tables[table].columns), functools.partial(_rename_column, table)
+        )
     _execute(conn, column_statements)
-    plan.statements.extend(column_statements)
+    plan.statements.extend(table_statements + column_statements)
+
+
+def _rename_column(table: str, old: str, new: str) -> str:
+    return f"ALTER TABLE {quote(table)} RENAME COLUMN {quote(old)} TO {quote(new)};"
+
+
+def _renamed(pairs: dict[str, str], existing: set[str], statement: Callable[[str, str], str]) -> list[str]:
+    """The statements renaming old -> new for every pair, through temporary names where one takes
+    a name another frees (a swap or a chain: renaming in place would collide)."""
+    if not any(new in existing for new in pairs.values()):
+        return [statement(old, new) for old, new in pairs.items()]
+    taken = existing | set(pairs.values())
+    temporary = {}
+    for old in pairs:
+        name = f"{_RENAME_PREFIX}{old}"
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        temporary[old] = name
+    return [statement(old, temporary[old]) for old in pairs] + [
+        statement(temporary[old], new) for old, new in pairs.items()
+    ]
 
 
 def _execute(conn: apsw.Connection, statements: list[str]) -> None:
@@ -194,7 +237,7 @@ def _diff(old: Schema, new: Schema, plan: Plan) -> None:
     # table's index of the same name.
     for name in kept:
         if not changes[name].rebuild:
-            for index_name, index in old.tables[name].indexes.items():
+            for index_name, index in sorted(old.tables[name].indexes.items()):
                 target = new.tables[name].indexes.get(index_name)
                 if target is None or index_key(target) != index_key(index):
                     statements.append(f"DROP INDEX {quote(index_name)};")
@@ -212,7 +255,7 @@ def _diff(old: Schema, new: Schema, plan: Plan) -> None:
     statements.extend(create_table_sql(new.tables[name]) for name in created)
     new_indexes: list[str] = []
     for name in created:
-        new_indexes.extend(create_index_sql(i, name) for i in new.tables[name].indexes.values())
+        new_indexes.extend(create_index_sql(i, name) for _, i in sorted(new.tables[name].indexes.items()))
     for name in kept:
         before, after, change = old.tables[name], new.tables[name], changes[name]
         if change.rebuild:
@@ -220,7 +263,7 @@ def _diff(old: Schema, new: Schema, plan: Plan) -> None:
             plan.data_loss.extend(
                 f"rebuilding table `{name}` would discard column `{c}`" for c in change.dropped
             )
-            new_indexes.extend(create_index_sql(i, name) for i in after.indexes.values())
+            new_indexes.extend(create_index_sql(i, name) for _, i in sorted(after.indexes.items()))
             continue
         for column in change.dropped:
             statements.append(f"ALTER TABLE {quote(name)} DROP COLUMN {quote(column)};")
@@ -228,7 +271,7 @@ def _diff(old: Schema, new: Schema, plan: Plan) -> None:
         statements.extend(
             f"ALTER TABLE {quote(name)} ADD {column_sql(after.columns[c])};" for c in change.added
         )
-        for index_name, index in after.indexes.items():
+        for index_name, index in sorted(after.indexes.items()):
             previous = before.indexes.get(index_name)
             if previous is None or index_key(previous) != index_key(index):
                 new_indexes.append(create_index_sql(index, name))
@@ -247,8 +290,11 @@ def _table_change(before: Table, after: Table, plan: Plan) -> _TableChange:
             rebuild = rebuild or column_key(previous) != column_key(column)
             _warn_column(name, previous, column, plan)
             continue
-        no_default = column.default is None or column.default.upper() == "NULL"
-        if column.not_null and no_default and not (column.primary_key and column.type == "integer"):
+        if (
+            column.not_null
+            and defaults_to_null(column)
+            and not (column.primary_key and column.type == "integer")
+        ):
             plan.refusals.append(
                 f"new column `{name}`.`{column.name}` is NOT NULL without a default, so the rows that already"
                 f" exist would have no value for it - add a DEFAULT to `{column.name}` (or drop NOT NULL)"
@@ -264,39 +310,19 @@ def _table_change(before: Table, after: Table, plan: Plan) -> _TableChange:
 
 
 def _warn_column(table: str, before: Column, after: Column, plan: Plan) -> None:
-    where = f"column `{table}`.`{after.name}`"
     if before.type.lower() != after.type.lower():
         plan.warnings.append(
-            f"{where} changes type from `{before.type}` to `{after.type}`: the rebuild converts stored values"
-            " to the new type's affinity"
-        )
-    if after.not_null and not before.not_null:
-        plan.warnings.append(
-            f"{where} becomes NOT NULL: the migration fails on databases where it holds NULL"
-            " - backfill it in a custom migration first"
+            f"column `{table}`.`{after.name}` changes type from `{before.type}` to `{after.type}`: the rebuild"
+            " converts stored values to the new type's affinity"
         )
 
 
 def _warn_constraints(before: Table, after: Table, plan: Plan) -> None:
-    old, new = constraints_key(before), constraints_key(after)
-    gained = [
-        what
-        for key, what in (
-            ("unique", "a unique constraint"),
-            ("checks", "a check constraint"),
-            ("foreignKeys", "a foreign key"),
+    for tightening in tightenings(before, after):
+        remedy = " - backfill it in a custom migration first" if "NOT NULL" in tightening.subject else ""
+        plan.warnings.append(
+            f"{tightening.subject}: the migration fails on databases {tightening.breaks_where}{remedy}"
         )
-        if any(item not in old[key] for item in new[key])
-    ]
-    gained += [
-        f"unique index `{i.name}`"
-        for i in after.indexes.values()
-        if i.unique and (i.name not in before.indexes or index_key(before.indexes[i.name]) != index_key(i))
-    ]
-    plan.warnings.extend(
-        f"table `{after.name}` gains {what}: the migration fails on databases whose rows violate it"
-        for what in gained
-    )
 
 
 def _rebuild(before: Table, after: Table) -> list[str]:

@@ -20,11 +20,18 @@ DEFAULT_FOLDER = Path(generated.__file__).resolve().parent
 
 
 class FolderError(Exception):
-    """A migrations folder is inconsistent; `problems` are `file:line: what - what to do` lines."""
+    """A migrations folder is inconsistent; `problems` are `file:line: what - what to do` lines.
 
-    def __init__(self, problems: list[str]) -> None:
+    `next_step`, when set, is the one thing to do (the CLI's last line); else "fix them".
+    """
+
+    def __init__(self, problems: list[str], next_step: str | None = None) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.next_step = next_step
+
+    def __reduce__(self) -> tuple[type[FolderError], tuple[list[str], str | None]]:
+        return (type(self), (self.problems, self.next_step))
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,24 @@ def journal_path(folder: Path) -> Path:
     return folder / JOURNAL
 
 
+def start_command(folder: Path) -> str:
+    """The command that starts a history in `folder`."""
+    return f"`python -m tools.migrations generate --name init --migrations {folder}`"
+
+
+def is_new_history(folder: Path) -> bool:
+    """True when no history has begun in `folder`: no journal, no migration file, no snapshot.
+
+    A missing folder, an empty one and one with an empty `meta/` all qualify; a folder that lost
+    only its journal does not (its files would be orphaned by a new one). Read-only.
+    """
+    return not (
+        journal_path(folder).exists()
+        or any(folder.glob("*.sql"))
+        or any((folder / "meta").glob("*_snapshot.json"))
+    )
+
+
 def read_journal(folder: Path) -> list[JournalEntry]:
     """The journal's entries in file order; a malformed journal raises FolderError naming the line."""
     path = journal_path(folder)
@@ -58,8 +83,18 @@ def read_journal(folder: Path) -> list[JournalEntry]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
+        if is_new_history(folder):
+            raise FolderError(
+                [f"{folder}: no migration history yet (no {name}) - start one with {start_command(folder)}"],
+                next_step=f"{folder} has no migrations yet - run {start_command(folder)} first.",
+            ) from None
+        migrations = len(list(folder.glob("*.sql")))
+        snapshots = len(list((folder / "meta").glob("*_snapshot.json")))
         raise FolderError(
-            [f"{name}: missing - create it with `python -m tools.migrations generate`"]
+            [
+                f"{name}: missing, but the folder holds {migrations} migration file(s) and {snapshots} snapshot(s)"
+                " - restore the journal from version control"
+            ]
         ) from None
     try:
         data = json.loads(text)

@@ -19,21 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from counter_core.manifest import MANIFEST_FILE, Manifest
-from tools.migrations.diff import Plan, Renames, materialize, plan_migration
+from tools.migrations.diff import Plan, Renames, plan_migration
 from tools.migrations.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_UNSAFE
-from tools.migrations.folder import JournalEntry, journal_path, read_journal, write_journal
-from tools.migrations.introspect import introspect, load_schema_file
-from tools.migrations.manifest import build_manifest, manifest_is_current, write_manifest
+from tools.migrations.folder import JournalEntry, is_new_history, journal_path, read_journal, write_journal
+from tools.migrations.introspect import load_schema_file
+from tools.migrations.lint import PREFLIGHT, lint_folder, render_text
+from tools.migrations.manifest import build_manifest, manifest_problem, write_manifest
 from tools.migrations.render import CUSTOM_MIGRATION, render_migration
 from tools.migrations.schema import Schema, SchemaError
 from tools.migrations.snapshot import (
     ZERO_ID,
     carry_over,
-    parse_snapshot,
     read_snapshot_chain,
     render_snapshot,
     snapshot_data,
     snapshot_path,
+    snapshot_schema,
 )
 from tools.migrations.verify import ReplayFailed, check_data, replay, schema_difference
 
@@ -62,8 +63,11 @@ def generate(
             [f"--name {request.name!r}: use letters, digits, '_' and '-' (it becomes part of the file name)"]
         )
     folder = request.folder
-    entries = read_journal(folder)
-    build_manifest(folder)  # the folder must be consistent before it grows
+    if is_new_history(folder):
+        entries: list[JournalEntry] = []  # the first migration creates the folder and its journal
+    else:
+        entries = read_journal(folder)
+        build_manifest(folder)  # the folder must be consistent before it grows
     snapshots = read_snapshot_chain(folder, entries)
     previous = snapshots[-1] if snapshots else None
     tag = f"{len(entries):04d}_{request.name}"
@@ -121,6 +125,14 @@ def generate(
         print(
             f"Next: write the data change into {folder / (tag + '.sql')}, then run `python -m tools.migrations check`."
         )
+        return EXIT_OK
+    report = lint_folder(folder)
+    print("\n".join(render_text(report, folder, with_next=False)[:-1]))
+    if report.risky:
+        print(
+            f"Next: review the SQL, run `{PREFLIGHT}` against the counter files to find the ones where a step"
+            " would fail, then `python -m tools.migrations check`, and commit it with the schema file."
+        )
     else:
         print(
             "Next: review the SQL, run `python -m tools.migrations check`, and commit it with the schema file."
@@ -134,10 +146,9 @@ def check(folder: Path, schema: Path) -> int:
     manifest = build_manifest(folder)
     snapshots = read_snapshot_chain(folder, entries)
     failures: list[str] = []
-    if not manifest_is_current(folder):
-        failures.append(
-            f"error: {folder / MANIFEST_FILE} is stale - run `python -m tools.migrations manifest --migrations {folder}`"
-        )
+    stale = manifest_problem(folder)
+    if stale is not None:
+        failures.append(f"error: {stale}")
     try:
         expected = load_schema_file(schema)
         last = _snapshot_schema(folder, entries, snapshots[-1] if snapshots else None)
@@ -183,12 +194,7 @@ def _snapshot_schema(folder: Path, entries: list[JournalEntry], snapshot: dict[s
     """The last snapshot's schema as SQLite reads it back (so it compares like the schema file)."""
     if snapshot is None:
         return Schema()
-    source = f"meta/{snapshot_path(folder, entries[-1].tag).name}"
-    conn = materialize(parse_snapshot(snapshot, source=source))
-    try:
-        return introspect(conn, source=source)
-    finally:
-        conn.close()
+    return snapshot_schema(snapshot, source=f"meta/{snapshot_path(folder, entries[-1].tag).name}")
 
 
 def _report_plan(plan: Plan, request: Request) -> int | None:
@@ -252,6 +258,7 @@ def _stage(
 
 def _publish(stage: Path, folder: Path, tag: str) -> None:
     # The journal goes last: until it names the migration, the new files are inert.
+    (folder / "meta").mkdir(parents=True, exist_ok=True)
     for relative in (
         Path(f"{tag}.sql"),
         snapshot_path(Path(), tag),

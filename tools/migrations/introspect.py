@@ -195,6 +195,9 @@ def _table(conn: apsw.Connection, name: str, all_tables: set[str], *, source: st
     problems.extend(f"{where}: {p}" for p in found)
     indexes: dict[str, Index] = {}
     uniques: list[UniqueConstraint] = []
+    created = dict(
+        _rows(conn, "SELECT name, rowid FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?", name)
+    )
     for index_name, unique, origin, partial in _rows(
         conn, 'SELECT name, "unique", origin, partial FROM pragma_index_list(?)', name
     ):
@@ -222,8 +225,10 @@ def _table(conn: apsw.Connection, name: str, all_tables: set[str], *, source: st
     table = Table(
         name=name,
         columns=columns,
-        indexes=dict(sorted(indexes.items())),
-        foreign_keys=tuple(sorted(foreign_keys, key=lambda fk: fk.name)),
+        # Indexes, foreign keys and checks in the order they were declared, as drizzle-kit lists
+        # them in snapshots (SQL files sort them by name; comparisons ignore order).
+        indexes=dict(sorted(indexes.items(), key=lambda item: created[item[0]])),
+        foreign_keys=tuple(reversed(foreign_keys)),  # pragma_foreign_key_list numbers them last first
         primary_key=tuple(pk_columns) if len(pk_columns) > 1 else (),
         uniques=tuple(sorted(uniques, key=lambda u: u.name)),
         checks=parsed.checks,
@@ -380,7 +385,7 @@ def _name_checks(table: str, found: list[tuple[str | None, str, str | None]]) ->
                 name = f"{base}_{number}"
             taken.add(name)
         result.append(CheckConstraint(name, expression))
-    return tuple(sorted(result, key=lambda c: c.name))
+    return tuple(result)
 
 
 def _index_where(sql: str) -> str | None:

@@ -79,9 +79,17 @@ def render_manifest(manifest: Manifest) -> bytes:
     return (json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def manifest_is_current(folder: Path) -> bool:
+def manifest_problem(folder: Path) -> str | None:
+    """Why `manifest.json` is not what `manifest` would write (missing or stale), else None. Read-only."""
     path = folder / MANIFEST_FILE
-    return path.exists() and path.read_bytes() == render_manifest(build_manifest(folder))
+    remedy = f"run `python -m tools.migrations manifest --migrations {folder}` and commit it"
+    expected = render_manifest(build_manifest(folder))
+    if not path.exists():
+        # A folder exactly as drizzle-kit leaves it has none: nothing is wrong, it is just not built yet.
+        return f"{path} does not exist yet - {remedy}"
+    if path.read_bytes() != expected:
+        return f"{path} is stale - {remedy}"
+    return None
 
 
 def write_manifest(folder: Path) -> Manifest:

@@ -7,7 +7,7 @@ continues from Drizzle Kit reads as one.
 from __future__ import annotations
 
 from tools.migrations.schema import Column, Index, Schema, Table
-from tools.migrations.sqltext import BREAKPOINT
+from tools.migrations.sqltext import BREAKPOINT, requalify
 
 CUSTOM_MIGRATION = "-- Custom SQL migration file, put your code below! --"
 
@@ -54,7 +54,8 @@ def create_table_sql(table: Table, *, name: str | None = None) -> str:
             f"\tCONSTRAINT {quote(unique.name)} UNIQUE({','.join(quote(c) for c in unique.columns)})"
         )
     for check in sorted(table.checks, key=lambda c: c.name):
-        lines.append(f"\tCONSTRAINT {dquote(check.name)} CHECK({check.value})")
+        value = check.value if name is None else requalify(check.value, table.name, name, quote_name=dquote)
+        lines.append(f"\tCONSTRAINT {dquote(check.name)} CHECK({value})")
     body = ",\n".join(lines)
     return f"CREATE TABLE {quote(name or table.name)} (\n{body}\n);\n"
 

@@ -8,6 +8,7 @@ SQLite ignores (constraint names, column order, identifier case in expressions, 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +94,7 @@ def column_key(column: Column) -> dict[str, Any]:
         "primaryKey": column.primary_key,
         "notNull": column.not_null,
         "autoincrement": column.autoincrement,
-        "default": None if column.default is None else normalize_sql(column.default),
+        "default": None if column.default is None else normalize_sql(_unwrapped(column.default)),
     }
 
 
@@ -116,6 +117,98 @@ def constraints_key(table: Table) -> dict[str, Any]:
         "unique": sorted(list(u.columns) for u in table.uniques),
         "checks": sorted(normalize_sql(c.value) for c in table.checks),
     }
+
+
+@dataclass(frozen=True)
+class Tightening:
+    """A rule a table gains that rows already stored may break: the migration fails where they do."""
+
+    subject: str  # "column `t`.`a` becomes NOT NULL", "table `t` gains CHECK (a > 0)"
+    breaks_where: str  # "where it holds NULL", "whose rows violate it"
+
+
+def tightenings(
+    before: Table, after: Table, *, renamed_columns: Mapping[str, str] | None = None
+) -> list[Tightening]:
+    """What `after` demands of existing rows that `before` did not. Pure.
+
+    Compared by content, not by name: a unique index recreated under a new name (a table rename)
+    or a check that merely moved demands nothing new. `renamed_columns` maps a column of `after` to
+    its name in `before` when the two are not already aligned.
+    """
+    old = dict(renamed_columns or {})
+
+    def was(columns: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(old.get(c, c) for c in columns)
+
+    def null_in_every_row(columns: set[str]) -> bool:
+        """Only new columns without a default: every existing row holds NULL there, which passes
+        UNIQUE (NULLs are distinct), FOREIGN KEY and CHECK (NULL is not false)."""
+        return bool(columns) and all(
+            old.get(c, c) not in before.columns and defaults_to_null(after.columns[c]) for c in columns
+        )
+
+    found: list[Tightening] = []
+    for column in after.columns.values():
+        previous = before.columns.get(old.get(column.name, column.name))
+        if previous is not None and column.not_null and not previous.not_null:
+            found.append(
+                Tightening(f"column `{after.name}`.`{column.name}` becomes NOT NULL", "where it holds NULL")
+            )
+    unique_before = {(u.columns, None) for u in before.uniques} | {
+        (i.columns, None if i.where is None else normalize_sql(i.where))
+        for i in before.indexes.values()
+        if i.unique
+    }
+    unique_before |= {(key, None) for key in [_primary_key(before)] if key}
+    gained = [(f"unique constraint ({', '.join(u.columns)})", u.columns, None) for u in after.uniques] + [
+        (f"unique index `{i.name}` ({', '.join(i.columns)})", i.columns, i.where)
+        for i in after.indexes.values()
+        if i.unique
+    ]
+    for what, columns, where in gained:
+        if null_in_every_row(set(columns)):
+            continue
+        if (was(columns), None if where is None else normalize_sql(where)) not in unique_before:
+            found.append(Tightening(f"table `{after.name}` gains {what}", "where two rows share a value"))
+    checks_before = {normalize_sql(c.value) for c in before.checks}
+    by_lower = {c.lower(): c for c in after.columns}  # identifiers ignore case; tokens() upper-cases words
+    found.extend(
+        Tightening(f"table `{after.name}` gains CHECK ({c.value})", "whose rows violate it")
+        for c in after.checks
+        if normalize_sql(c.value) not in checks_before
+        and not null_in_every_row({by_lower[t.lower()] for t in tokens(c.value) if t.lower() in by_lower})
+    )
+    keys_before = {(fk.columns, fk.table_to, fk.columns_to) for fk in before.foreign_keys}
+    found.extend(
+        Tightening(
+            f"table `{after.name}` gains FOREIGN KEY ({', '.join(fk.columns)}) REFERENCES"
+            f" `{fk.table_to}` ({', '.join(fk.columns_to)})",
+            "with rows that have no parent",
+        )
+        for fk in after.foreign_keys
+        if not null_in_every_row(set(fk.columns))
+        and (was(fk.columns), fk.table_to, fk.columns_to) not in keys_before
+        and (was(fk.columns), before.name if fk.table_to == after.name else fk.table_to, fk.columns_to)
+        not in keys_before
+    )
+    key = _primary_key(after)
+    if key and was(key) != _primary_key(before):
+        found.append(
+            Tightening(
+                f"table `{after.name}` gains PRIMARY KEY ({', '.join(key)})", "with duplicate or NULL keys"
+            )
+        )
+    return found
+
+
+def defaults_to_null(column: Column) -> bool:
+    """No default, or DEFAULT NULL: a row that does not set the column holds NULL."""
+    return column.default is None or column.default.upper() == "NULL"
+
+
+def _primary_key(table: Table) -> tuple[str, ...]:
+    return table.primary_key or tuple(c.name for c in table.columns.values() if c.primary_key)
 
 
 def canonical(schema: Schema) -> dict[str, Any]:
@@ -150,15 +243,32 @@ _LITERAL = re.compile(
 )
 
 
-def default_sql(text: str) -> str:
-    """A default as it can be written after DEFAULT: literals as they are, expressions in parentheses.
+_DOUBLE_QUOTED = re.compile(r'"(?:[^"]|"")*"')
 
-    SQLite reports `DEFAULT (1+2)` as `1+2` (pragma table_xinfo), which is not valid after DEFAULT.
+
+def default_sql(text: str) -> str:
+    """A default as SQLite reports it (pragma table_xinfo), written back as it follows DEFAULT.
+
+    SQLite reports `DEFAULT (1+2)` as `1+2` (one pair of parentheses dropped), which is not valid
+    after DEFAULT: every expression gets one pair back, so `DEFAULT ((x))` stays `((x))`, as
+    drizzle-kit writes it. Literals and CURRENT_* keywords stay bare. A legacy double-quoted string,
+    `DEFAULT "abc"` (SQLite takes it for 'abc'), becomes the string literal it is: re-emitted as
+    written, or in parentheses, SQLite would reject it as "not constant".
     """
     text = text.strip()
-    if _LITERAL.fullmatch(text) or (text.startswith("(") and _balanced_outer(text)):
+    if _DOUBLE_QUOTED.fullmatch(text):
+        return "'" + text[1:-1].replace('""', '"').replace("'", "''") + "'"
+    if _LITERAL.fullmatch(text):
         return text
     return f"({text})"
+
+
+def _unwrapped(text: str) -> str:
+    """A default without redundant outer parentheses: `(('x'))`, `('x')` and `'x'` are one value."""
+    text = text.strip()
+    while text.startswith("(") and _balanced_outer(text):
+        text = text[1:-1].strip()
+    return text
 
 
 def is_constant_default(text: str | None) -> bool:

@@ -12,7 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tools.migrations.diff import materialize
 from tools.migrations.folder import FolderError, JournalEntry
+from tools.migrations.introspect import introspect
 from tools.migrations.schema import (
     CheckConstraint,
     Column,
@@ -105,6 +107,15 @@ def parse_snapshot(data: dict[str, Any], *, source: str) -> Schema:
         raise SchemaError([f"{source}: malformed snapshot ({exc!r}) - restore the file"]) from exc
 
 
+def snapshot_schema(data: dict[str, Any], *, source: str) -> Schema:
+    """A snapshot's schema as SQLite reads it back, so it compares like a schema file or a database."""
+    conn = materialize(parse_snapshot(data, source=source))
+    try:
+        return introspect(conn, source=source)
+    finally:
+        conn.close()
+
+
 def _table(raw: dict[str, Any], *, source: str) -> Table:
     name = raw["name"]
     columns: dict[str, Column] = {}
@@ -131,7 +142,7 @@ def _table(raw: dict[str, Any], *, source: str) -> Table:
         columns=columns,
         indexes={
             i["name"]: Index(i["name"], tuple(i["columns"]), i["isUnique"], i.get("where"))
-            for i in sorted(raw.get("indexes", {}).values(), key=lambda i: i["name"])
+            for i in raw.get("indexes", {}).values()
         },
         foreign_keys=tuple(
             ForeignKey(
@@ -142,7 +153,7 @@ def _table(raw: dict[str, Any], *, source: str) -> Table:
                 on_update=fk.get("onUpdate") or "no action",
                 on_delete=fk.get("onDelete") or "no action",
             )
-            for fk in sorted(raw.get("foreignKeys", {}).values(), key=lambda fk: fk["name"])
+            for fk in raw.get("foreignKeys", {}).values()
         ),
         primary_key=primary_key,
         uniques=tuple(
@@ -150,8 +161,7 @@ def _table(raw: dict[str, Any], *, source: str) -> Table:
             for u in sorted(raw.get("uniqueConstraints", {}).values(), key=lambda u: u["name"])
         ),
         checks=tuple(
-            CheckConstraint(c["name"], c["value"])
-            for c in sorted(raw.get("checkConstraints", {}).values(), key=lambda c: c["name"])
+            CheckConstraint(c["name"], c["value"]) for c in raw.get("checkConstraints", {}).values()
         ),
     )
 
@@ -169,6 +179,14 @@ def _default_from_json(value: Any) -> str:
 
 
 def _default_to_json(text: str) -> Any:
+    """The JSON value drizzle-kit writes for a default: booleans and numbers as JSON, SQL text as a string.
+
+    drizzle-kit compares snapshot values, not SQL: `"false"` where it writes `false` is a changed
+    default to it, and it answers with a table rebuild. Numbers become JSON only when JavaScript
+    reads them back to the same value (`2`, `1.5`, `2.0`; not integers beyond 2**53, which it rounds).
+    """
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     try:
         number = int(text)
     except ValueError:
@@ -232,7 +250,7 @@ def _table_json(table: Table) -> dict[str, Any]:
                 "isUnique": i.unique,
                 **({"where": i.where} if i.where is not None else {}),
             }
-            for i in sorted(table.indexes.values(), key=lambda i: i.name)
+            for i in table.indexes.values()
         },
         "foreignKeys": {
             fk.name: {
@@ -244,7 +262,7 @@ def _table_json(table: Table) -> dict[str, Any]:
                 "onDelete": fk.on_delete,
                 "onUpdate": fk.on_update,
             }
-            for fk in sorted(table.foreign_keys, key=lambda fk: fk.name)
+            for fk in table.foreign_keys
         },
         "compositePrimaryKeys": (
             {
@@ -260,9 +278,7 @@ def _table_json(table: Table) -> dict[str, Any]:
             u.name: {"name": u.name, "columns": list(u.columns)}
             for u in sorted(table.uniques, key=lambda u: u.name)
         },
-        "checkConstraints": {
-            c.name: {"name": c.name, "value": c.value} for c in sorted(table.checks, key=lambda c: c.name)
-        },
+        "checkConstraints": {c.name: {"name": c.name, "value": c.value} for c in table.checks},
     }
 
 

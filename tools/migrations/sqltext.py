@@ -7,7 +7,9 @@ groups tokens so a statement's leading keywords can be classified.
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import apsw
@@ -51,6 +53,47 @@ def tokens(sql: str) -> list[str]:
         else:
             out.append(value)
     return out
+
+
+def requalify(expression: str, table: str, new_table: str, *, quote_name: Callable[[str], str]) -> str:
+    """`expression` with every `table.` qualifier (any quoting, any case) renamed to `new_table.`.
+
+    A CHECK may name its own table (drizzle-kit writes `CHECK ("products"."price" >= 0)`); copied
+    verbatim into a rebuild's `__new_products` it names a table that is not the one being created
+    and SQLite refuses it. Drizzle Kit rewrites the qualifier with plain text replacement; this does
+    it on tokens, so a string literal or a longer name that merely contains the table name is left
+    alone. ALTER TABLE ... RENAME TO rewrites the qualifier back (SQLite >= 3.25).
+    """
+    wanted = table.casefold()
+    found = [
+        m
+        for m in _TOKEN.finditer(expression)
+        if m.lastgroup not in ("space", "line_comment", "block_comment")
+    ]
+    out: list[str] = []
+    position = 0
+    for here, after in itertools.pairwise(found):
+        if after.group() != "." or _identifier(here).casefold() != wanted:
+            continue
+        out.append(expression[position : here.start()])
+        out.append(quote_name(new_table))
+        position = here.end()
+    out.append(expression[position:])
+    return "".join(out)
+
+
+def _identifier(match: re.Match[str]) -> str:
+    """The name a token stands for when it is used as a qualifier; "" for anything else."""
+    text = match.group()
+    if match.lastgroup == "word":
+        return text
+    if match.lastgroup == "quoted":
+        if text[0] == "[":
+            return text[1:-1]
+        return text[1:-1].replace(text[0] * 2, text[0])
+    if match.lastgroup == "string":  # SQLite reads 'name'.column as an identifier (a misfeature)
+        return text[1:-1].replace("''", "'")
+    return ""
 
 
 def split_statements(sql: str) -> list[Statement]:

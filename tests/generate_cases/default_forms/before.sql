@@ -1,0 +1,5 @@
+CREATE TABLE t (
+    id INTEGER PRIMARY KEY NOT NULL,
+    a TEXT DEFAULT "legacy",
+    b TEXT DEFAULT (('x'))
+);

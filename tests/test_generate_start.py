@@ -1,0 +1,119 @@
+"""Starting a history: `generate` on a missing or empty folder, `check` and `manifest` before there is one."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+
+from tests.generate_support import files, run, started_history, write
+from tools.migrations.folder import FolderError, read_journal
+
+SCHEMA = "CREATE TABLE t (\n    id INTEGER PRIMARY KEY NOT NULL,\n    a TEXT\n);\n"
+
+
+def _missing(tmp_path: Path) -> Path:
+    return tmp_path / "nothing" / "migrations"
+
+
+def _empty(tmp_path: Path) -> Path:
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    return folder
+
+
+def _empty_meta(tmp_path: Path) -> Path:
+    folder = tmp_path / "meta_only"
+    (folder / "meta").mkdir(parents=True)
+    return folder
+
+
+@pytest.mark.parametrize("make", [_missing, _empty, _empty_meta], ids=["missing", "empty", "empty_meta"])
+def test_generate_starts_a_history(tmp_path: Path, capsys: pytest.CaptureFixture[str], make: object) -> None:
+    # GIVEN no history yet: no folder, an empty one, or one with an empty meta/
+    folder = make(tmp_path)  # type: ignore[operator]
+    schema = write(tmp_path / "schema.sql", SCHEMA)
+    # WHEN the first migration is generated
+    result = run(capsys, "generate", "--name", "init", "--schema", schema, "--migrations", folder)
+    # THEN the folder, the journal, the snapshot, the SQL and the manifest exist, and check passes
+    assert result.code == 0, result.err
+    assert sorted(files(folder)) == [
+        "0000_init.sql",
+        "manifest.json",
+        "meta/0000_snapshot.json",
+        "meta/_journal.json",
+    ]
+    assert [e.tag for e in read_journal(folder)] == ["0000_init"]
+    journal = json.loads((folder / "meta" / "_journal.json").read_text())
+    assert (journal["version"], journal["dialect"]) == ("7", "sqlite")
+    assert run(capsys, "check", "--schema", schema, "--migrations", folder).code == 0
+
+
+def test_generate_custom_starts_a_history(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = _missing(tmp_path)
+    result = run(capsys, "generate", "--custom", "--name", "seed", "--migrations", folder)
+    assert result.code == 0, result.err
+    assert [e.tag for e in read_journal(folder)] == ["0000_seed"]
+
+
+@pytest.mark.parametrize("make", [_missing, _empty, _empty_meta], ids=["missing", "empty", "empty_meta"])
+@pytest.mark.parametrize("command", [["check"], ["manifest"], ["manifest", "--check"]])
+def test_commands_on_no_history_say_what_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: object, command: list[str]
+) -> None:
+    folder = make(tmp_path)  # type: ignore[operator]
+    before = files(folder) if folder.exists() else None
+    result = run(capsys, *command, "--migrations", folder)
+    assert result.code == 2
+    start = f"`python -m tools.migrations generate --name init --migrations {folder}`"
+    assert result.err.splitlines() == [
+        f"error: {folder}: no migration history yet (no meta/_journal.json) - start one with {start}",
+        f"{folder} has no migrations yet - run {start} first.",
+    ]
+    assert (files(folder) if folder.exists() else None) == before
+
+
+@pytest.fixture
+def started(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path]:
+    """(folder, schema file): a history of one generated migration."""
+    return started_history(tmp_path, capsys, SCHEMA)
+
+
+def test_a_lost_journal_is_not_taken_for_a_new_history(
+    capsys: pytest.CaptureFixture[str], started: tuple[Path, Path]
+) -> None:
+    # GIVEN a history whose journal was deleted
+    folder, schema = started
+    (folder / "meta" / "_journal.json").unlink()
+    # WHEN generate runs again THEN it refuses to start over, and says how to recover
+    result = run(capsys, "generate", "--name", "again", "--schema", schema, "--migrations", folder)
+    assert result.code == 2
+    assert result.err.splitlines()[0] == (
+        "error: meta/_journal.json: missing, but the folder holds 1 migration file(s) and 1 snapshot(s)"
+        " - restore the journal from version control"
+    )
+    assert not (folder / "0001_again.sql").exists()
+
+
+def test_check_without_manifest_says_it_has_none_yet(
+    capsys: pytest.CaptureFixture[str], started: tuple[Path, Path]
+) -> None:
+    # GIVEN a folder as drizzle-kit leaves it: journal, SQL and snapshots, no manifest.json
+    folder, schema = started
+    (folder / "manifest.json").unlink()
+    for command in (["check", "--schema", str(schema)], ["manifest", "--check"]):
+        result = run(capsys, *command, "--migrations", folder)
+        assert result.code == 1
+        assert (
+            f"{folder}/manifest.json does not exist yet - run `python -m tools.migrations manifest"
+            f" --migrations {folder}` and commit it" in result.err
+        )
+        assert "stale" not in result.err
+
+
+def test_folder_errors_survive_pickling() -> None:
+    error = FolderError(["meta/_journal.json: missing"], next_step="run generate")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.problems, copy.next_step, str(copy)) == (error.problems, error.next_step, str(error))
