@@ -62,7 +62,10 @@ class _State:
             on_migrated=_migrated,
         )
         self.store = CounterStore(
-            self.cache, idempotency_ttl_s=config.idempotency_ttl_s(), on_lock_wait=_lock_wait
+            self.cache,
+            idempotency_ttl_s=config.idempotency_ttl_s(),
+            history_retention_rows=config.history_retention_rows(),
+            on_lock_wait=_lock_wait,
         )
 
 
