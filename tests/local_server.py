@@ -34,14 +34,14 @@ class Server:
 
 
 @contextmanager
-def running_server(root: Path) -> Iterator[Server]:
-    """Start `python -m tools.serve --port 0 --root ROOT`, yield it once it listens, stop it after."""
+def running_server(root: Path, *extra: str) -> Iterator[Server]:
+    """Start `python -m tools.serve --port 0 --root ROOT [EXTRA...]`, yield it once it listens, stop it after."""
     logs = root.parent / f"{root.name}-server"
     logs.mkdir(parents=True, exist_ok=True)
     stdout, stderr = logs / "stdout.txt", logs / "stderr.txt"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tools.serve", "--port", "0", "--root", str(root)],
+            [sys.executable, "-m", "tools.serve", "--port", "0", "--root", str(root), *extra],
             cwd=REPO,
             stdout=out,
             stderr=err,

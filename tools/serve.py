@@ -11,6 +11,7 @@ import base64
 import contextlib
 import errno
 import io
+import json
 import os
 import sys
 import time
@@ -95,6 +96,9 @@ class _Handler(BaseHTTPRequestHandler):
 
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        dump = getattr(self.server, "dump_requests", None)
+        if dump is not None:
+            _dump(dump, self.command, self.path, self.headers.items(), body)
         event = build_event(self.command, self.path, dict(self.headers.items()), body, self.client_address[0])
         result = handler(event, LocalContext(aws_request_id=event["requestContext"]["requestId"]))
         payload = result.get("body") or ""
@@ -117,6 +121,18 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         # One line per request on stderr; the handler's own JSON logs go to stdout.
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+
+def _dump(path: Path, method: str, target: str, headers: Any, body: bytes) -> None:
+    """Append one request as received (method, raw target, headers in order, body) as a JSON line."""
+    record = {
+        "method": method,
+        "target": target,
+        "headers": [[name, value] for name, value in headers],
+        "body": base64.b64encode(body).decode(),
+    }
+    with path.open("a", encoding="utf-8") as sink:
+        sink.write(json.dumps(record) + "\n")
 
 
 def schema_warnings() -> list[str]:
@@ -172,6 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--root", type=Path, default=DEFAULT_ROOT, help="counter files directory (default: var/counters)"
     )
+    parser.add_argument(
+        "--dump-requests",
+        type=Path,
+        metavar="FILE",
+        help="append every request as received (headers and body included) to FILE as JSON lines - to see"
+        " exactly what a client sends, such as its SigV4 Authorization header",
+    )
     args = parser.parse_args(argv)
     args.root.mkdir(parents=True, exist_ok=True)
     os.environ[config.ENV_ROOT] = str(args.root.resolve())
@@ -185,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     server = _listen(args.host, args.port)
     if server is None:
         return 1
+    server.dump_requests = args.dump_requests  # type: ignore[attr-defined]
     url = f"http://{args.host}:{server.server_port}"
     print(f"Serving the counter API at {url} (counter files in {args.root})", flush=True)
     print(f"Try: curl -X POST {url}/counters/hello/increment && curl {url}/counters/hello", flush=True)
