@@ -123,7 +123,9 @@ def _sigv4_signer(base_url: str, *, region: str | None, credentials: Any) -> Any
     from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 
     session = botocore.session.Session()
-    region = region or region_of(base_url) or session.get_config_variable("region")
+    region = (
+        region or region_of(base_url) or session.get_config_variable("region") or os.environ.get("AWS_REGION")
+    )
     if not region:
         raise SystemExit(
             "error: no region for SigV4 - the URL is not an execute-api hostname; pass --region (or set AWS_REGION)"
