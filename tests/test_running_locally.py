@@ -98,7 +98,8 @@ def test_invoke_runs_the_handler_on_an_event_file_and_prints_the_response(tmp_pa
     response = json.loads(first.stdout)
     assert response["statusCode"] == 200
     assert json.loads(response["body"])["value"] == 1
-    assert "counter_id" in first.stderr
+    assert len(first.stdout.splitlines()) == 1
+    assert '"CountersCreated":1' in first.stderr and '"Requests":1' in first.stderr
     # AND the event's Idempotency-Key replays on a second run, against the same file
     second = json.loads(subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60).stdout)
     assert second["headers"]["idempotent-replayed"] == "true"
