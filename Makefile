@@ -1,6 +1,9 @@
 # Every target bootstraps its own environment: a fresh clone needs only python3 (3.11-3.13) and make.
+# PYTHON chooses the interpreter .venv is built from (`make test PYTHON=python3.13`; after changing it,
+# `make clean` first). PORT is the port of `make serve` (`make serve PORT=3107`).
 SHELL := /bin/bash
 PYTHON ?= python3
+PORT ?= 3000
 VENV := .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
@@ -20,7 +23,7 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	touch $@
 
 serve: $(VENV)/.synced
-	$(PY) -m tools.serve --root ./var/counters
+	$(PY) -m tools.serve --root ./var/counters --port $(PORT)
 
 test: lint typecheck unit
 

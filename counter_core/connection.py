@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import apsw
 
-from counter_core.create import Created, LinkUnsupported, create_database
+from counter_core.create import Created, LinkUnsupported, auto_vacuum_full, create_database
 from counter_core.errors import CounterNotFound, StorageBusy
 from counter_core.manifest import Manifest
 from counter_core.migrate import MigrationReport, ensure_current, not_a_database
@@ -71,6 +71,9 @@ def open_database(path: Path, *, create: bool, busy_timeout_ms: int) -> apsw.Con
         conn.set_busy_timeout(busy_timeout_ms)
         for step in SETUP_STEPS:
             step(conn)
+        if create:
+            # The in-place path (no hard links): a no-op when another process made the tables first.
+            auto_vacuum_full(conn)
     except apsw.BusyError as exc:
         conn.close()
         raise StorageBusy(f"{path}: locked by another writer past the busy timeout") from exc

@@ -36,6 +36,22 @@ _NO_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 _links_work = True
 
 
+def auto_vacuum_full(conn: apsw.Connection) -> None:
+    """Set-up step of a new, empty file: pages freed by a COMMIT leave the file at that COMMIT.
+
+    It must run before the first table exists: on a file with tables, switching auto_vacuum off NONE
+    is a no-op until a VACUUM rebuilds the whole file (https://sqlite.org/pragma.html#pragma_auto_vacuum).
+    FULL over INCREMENTAL, by measurement (1,000 kept history rows, 500 increments under strace -c):
+    in steady state both cost exactly what NONE does - 2 open, 2 close, 1 unlink, 4 fdatasync,
+    9 fcntl per increment, plus one ftruncate per about 100 increments - while INCREMENTAL would also
+    need an `incremental_vacuum` step in the write path and never returns the pages of a counter
+    that is deleted and not written again. Deleting 100,000 history rows took 5.4 ms under FULL
+    (file back to 32 KiB) against 3.0 ms under NONE (file stays 6.4 MB). The price is one pointer-map
+    page: a new counter file is 36 KiB instead of 32 KiB.
+    """
+    conn.execute("PRAGMA auto_vacuum=FULL")
+
+
 class LinkUnsupported(Exception):
     """This file system cannot hard-link: create the file in place instead."""
 
@@ -71,6 +87,7 @@ def create_database(
             # Private until linked: a journal in memory still lets a failed migration roll back.
             conn.execute("PRAGMA journal_mode=MEMORY").fetchall()
             conn.execute("PRAGMA synchronous=OFF")
+            auto_vacuum_full(conn)
             report = ensure_current(conn, manifest, label=label)
             assert report is not None  # a new file always takes the slow path
             conn.execute("BEGIN IMMEDIATE")

@@ -25,7 +25,10 @@ __all__ = ["METRICS_NAMESPACE", "SERVICE", "MetricUnit", "emit_metric", "logger"
 SERVICE = "counters"
 METRICS_NAMESPACE = "DurableCounters"
 
-logger = Logger(service=SERVICE)
+# A logged exception's traceback goes in one field, `exception`, as the formatted text a person reads;
+# serialize_stacktrace=False drops Powertools' second, structured copy of it (`stack_trace`, a list of
+# frames), which doubled the line and split the traceback in two places.
+logger = Logger(service=SERVICE, serialize_stacktrace=False)
 
 
 class MetricUnit(StrEnum):

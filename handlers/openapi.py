@@ -33,6 +33,62 @@ _ERROR_TEXT = {
 }
 
 
+# Response headers, declared once and referenced from each response that carries them.
+_HEADERS: dict[str, dict[str, Any]] = {
+    "RequestId": {
+        "description": "The request's ID (API Gateway's); every error body repeats it, and the logs carry it.",
+        "schema": {"type": "string"},
+    },
+    "RetryAfter": {
+        "description": "Seconds to wait before retrying (503: busy, or a migration refused during a deploy).",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "Allow": {"description": "The methods this path accepts.", "schema": {"type": "string"}},
+    "IdempotentReplayed": {
+        "description": "`true` when this is the stored response of an earlier request with the same Idempotency-Key.",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
+_HEADER_NAMES = {
+    "RequestId": "x-request-id",
+    "RetryAfter": "Retry-After",
+    "Allow": "Allow",
+    "IdempotentReplayed": "Idempotent-Replayed",
+}
+
+# The deployed API takes one of these, per the template's ApiAuth parameter (ApiAuth=PUBLIC: none);
+# the local server (`make serve`) checks none.
+_SECURITY_SCHEMES = {
+    "sigv4": {
+        "type": "apiKey",
+        "name": "Authorization",
+        "in": "header",
+        "description": "AWS Signature Version 4 for the execute-api service (ApiAuth=IAM, the default);"
+        " the caller needs execute-api:Invoke. See tools/client.py or `curl --aws-sigv4`.",
+        "x-amazon-apigateway-authtype": "awsSigv4",
+    },
+    "jwt": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A token from JwtIssuer for JwtAudience (ApiAuth=JWT).",
+    },
+}
+
+_SERVERS = [
+    {
+        "url": "https://{apiId}.execute-api.{region}.amazonaws.com",
+        "description": "The deployed HTTP API (the stack's ApiUrl output)",
+        "variables": {"apiId": {"default": "abc123"}, "region": {"default": "us-east-1"}},
+    },
+    {"url": "http://127.0.0.1:3000", "description": "`make serve`"},
+]
+
+
+def _headers(*names: str) -> dict[str, Any]:
+    return {_HEADER_NAMES[name]: {"$ref": f"#/components/headers/{name}"} for name in names}
+
+
 def _schemas() -> tuple[dict[Any, Any], dict[str, Any]]:
     models: set[type[BaseModel]] = {ErrorBody}
     for route in TABLE:
@@ -97,21 +153,27 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
     if route.operation_id == "getOpenApi":
         responses["200"] = {
             "description": "OpenAPI 3.1 document",
+            "headers": _headers("RequestId"),
             "content": {"application/json": {"schema": {"type": "object"}}},
         }
         return operation
     success: dict[str, Any] = {"description": "Success"}
+    success_headers = ("RequestId", "IdempotentReplayed") if route.mutation else ("RequestId",)
+    success["headers"] = _headers(*success_headers)
     if route.response is not None and route.success != 204:
         success["content"] = _json_content(refs[(route.response, "serialization")])
     responses[str(route.success)] = success
     if route.operation_id == "setCounter":
         responses["201"] = {
             "description": "Created",
+            "headers": _headers(*success_headers),
             "content": _json_content(refs[(route.response, "serialization")]),
         }
+    extra = {405: ("Allow",), 503: ("RetryAfter",)}
     for status in sorted({*route.errors, 405, 500}):
         responses[str(status)] = {
             "description": _ERROR_TEXT[status],
+            "headers": _headers("RequestId", *extra.get(status, ())),
             "content": _json_content(refs[(ErrorBody, "serialization")]),
         }
     return operation
@@ -132,7 +194,9 @@ def openapi_document() -> str:
             "description": "Durable counters: one SQLite database per counter. Every error is"
             ' {"error": {"code", "message", "request_id", "details"?}}.',
         },
+        "servers": _SERVERS,
+        "security": [{"sigv4": []}, {"jwt": []}],
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {"schemas": components, "headers": _HEADERS, "securitySchemes": _SECURITY_SCHEMES},
     }
     return json.dumps(document, indent=2, sort_keys=False) + "\n"

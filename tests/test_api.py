@@ -414,12 +414,12 @@ def test_requests_and_migrations_are_logged_and_measured(
     logs = _json_logs(caplog)
     request_logs = [log for log in logs if log.get("message") == "request"]
     assert request_logs[-1]["request_id"] == "req-m" and request_logs[-1]["status"] == 200
-    assert any(log.get("message") == "counter database migrated" for log in logs)
+    assert any(log.get("message") == "counter created" and log["level"] == "DEBUG" for log in logs)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     metric_names = {
         m["Name"] for line in lines if "_aws" in line for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"]
     }
-    assert {"Requests", "MigrationsApplied", "MigrationTime"} <= metric_names
+    assert {"Requests", "CountersCreated"} <= metric_names
     [requests] = [line for line in lines if "Requests" in line]
     assert (requests["route"], requests["status"]) == ("incrementCounter", "200")
 

@@ -23,6 +23,7 @@ def test_the_configuration_table_lists_exactly_the_environment_the_code_reads() 
     assert f"| {config.DEFAULT_BUSY_TIMEOUT_MS} |" in README
     assert f"| {config.DEFAULT_IDEMPOTENCY_TTL_S} |" in README
     assert f"| {config.DEFAULT_CONNECTION_CACHE_SIZE} |" in README
+    assert f"| {config.DEFAULT_HISTORY_RETENTION_ROWS} |" in README
 
 
 def test_the_readme_shows_the_two_commands() -> None:

@@ -349,3 +349,88 @@ def test_outputs_name_the_api_url_file_system_and_queue(cfn_template: Template) 
     assert outputs["FileSystemId"]["Value"] == {"Ref": "CountersFileSystem"}
     assert outputs["FleetQueueUrl"]["Value"] == {"Ref": "FleetQueue"}
     assert "${CountersHttpApi}" in outputs["ApiUrl"]["Value"]["Fn::Sub"]
+
+
+# ---------------------------------------------------------------- security review: EFS, logs, alarms
+
+
+def test_file_system_policy_refuses_clear_text_and_mounts_outside_an_access_point(
+    cfn_template: Template,
+) -> None:
+    policy = cfn_template["Resources"]["CountersFileSystem"]["Properties"]["FileSystemPolicy"]
+    denies = {s["Sid"]: s for s in policy["Statement"] if s["Effect"] == "Deny"}
+    # GIVEN the deployed policy, THEN NFS without TLS is refused for every principal and action
+    tls = denies["DenyWithoutTls"]
+    assert tls["Principal"] == {"AWS": "*"} and tls["Action"] == "*"
+    assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    # AND so is any mount, write or root access that does not name an access point
+    outside = denies["DenyOutsideAnAccessPoint"]
+    assert outside["Principal"] == {"AWS": "*"}
+    assert set(outside["Action"]) == {
+        "elasticfilesystem:ClientMount",
+        "elasticfilesystem:ClientWrite",
+        "elasticfilesystem:ClientRootAccess",
+    }
+    assert outside["Condition"] == {"Null": {"elasticfilesystem:AccessPointArn": "true"}}
+    # AND nothing in it allows anything: access comes from the roles, through the access point
+    assert [s for s in policy["Statement"] if s["Effect"] != "Deny"] == []
+
+
+def test_every_function_logs_to_a_declared_group_kept_for_the_retention_parameter(
+    cfn_template: Template,
+) -> None:
+    resources = cfn_template["Resources"]
+    groups = {
+        r["Properties"]["LogGroupName"]["Fn::Sub"]: r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Logs::LogGroup" and "LogGroupName" in r["Properties"]
+    }
+    for name in _functions(cfn_template):
+        # Lambda writes to /aws/lambda/<function name> unless told otherwise
+        assert "LogGroup" not in _functions(cfn_template)[name]["Properties"].get("LoggingConfig", {})
+        assert groups[f"/aws/lambda/${{{name}}}"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+    assert cfn_template["Parameters"]["LogRetentionDays"]["Default"] == 30
+
+
+def test_the_api_writes_an_access_log_kept_for_the_retention_parameter(cfn_template: Template) -> None:
+    resources = cfn_template["Resources"]
+    stages = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
+    assert len(stages) == 1
+    settings = stages[0]["AccessLogSettings"]
+    assert settings["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    assert json.loads(settings["Format"])["requestId"] == "$context.requestId"
+    assert resources["ApiAccessLogGroup"]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def _alarm_actions(alarm: Mapping[str, Any], cfn_template: Template, **overrides: str) -> Any:
+    return _value(alarm, cfn_template, _parameters(cfn_template, overrides)).get("AlarmActions")
+
+
+def test_alarms_watch_api_5xx_and_the_dead_letter_queue(cfn_template: Template) -> None:
+    resources = cfn_template["Resources"]
+    api = resources["Api5xxAlarm"]["Properties"]
+    assert (api["Namespace"], api["MetricName"], api["Statistic"]) == ("AWS/ApiGateway", "5xx", "Sum")
+    assert {"Name": "ApiId", "Value": {"Ref": "CountersHttpApi"}} in api["Dimensions"]
+    assert (api["ComparisonOperator"], api["Threshold"]) == ("GreaterThanThreshold", 0)
+
+    dlq = resources["DeadLetterQueueAlarm"]["Properties"]
+    assert (dlq["Namespace"], dlq["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert dlq["Dimensions"] == [
+        {"Name": "QueueName", "Value": {"Fn::GetAtt": ["FleetDeadLetterQueue", "QueueName"]}}
+    ]
+    assert (dlq["ComparisonOperator"], dlq["Threshold"]) == ("GreaterThanThreshold", 0)
+
+    # Both notify the topic when one is given, and nobody otherwise
+    topic = "arn:aws:sns:us-east-1:123456789012:oncall"
+    for alarm in (api, dlq):
+        assert _alarm_actions(alarm, cfn_template) is None
+        assert _alarm_actions(alarm, cfn_template, AlarmTopicArn=topic) == [topic]
+
+
+def test_the_api_function_gets_the_history_retention_setting(cfn_template: Template) -> None:
+    from counter_core import config
+
+    variables = cfn_template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables[config.ENV_HISTORY_RETENTION_ROWS] == {"Ref": "HistoryRetentionRows"}
+    parameter = cfn_template["Parameters"]["HistoryRetentionRows"]
+    assert (parameter["Default"], parameter["MinValue"]) == (config.DEFAULT_HISTORY_RETENTION_ROWS, 0)

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
+import errno
+import io
+import json
 import os
 import re
 import sys
@@ -173,6 +177,9 @@ class _Handler(BaseHTTPRequestHandler):
         except RefusedPath as exc:
             self._send_json_error(400, "bad_request", f"{exc} - percent-encode the path as UTF-8")
             return
+        dump = getattr(self.server, "dump_requests", None)
+        if dump is not None:
+            _dump(dump, self.command, self.path, self.headers.items(), body)
         with _INVOKE:
             result = handler(event, LocalContext(aws_request_id=event["requestContext"]["requestId"]))
         payload = result.get("body") or ""
@@ -257,6 +264,66 @@ class _Handler(BaseHTTPRequestHandler):
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
 
 
+def _dump(path: Path, method: str, target: str, headers: Any, body: bytes) -> None:
+    """Append one request as received (method, raw target, headers in order, body) as a JSON line."""
+    record = {
+        "method": method,
+        "target": target,
+        "headers": [[name, value] for name, value in headers],
+        "body": base64.b64encode(body).decode(),
+    }
+    with path.open("a", encoding="utf-8") as sink:
+        sink.write(json.dumps(record) + "\n")
+
+
+def schema_warnings() -> list[str]:
+    """Why the migrations this server applies may not be what counter_core/schema.sql says, if they may not.
+
+    Runs `tools.migrations check` (the check `make test` runs) with its output captured, and keeps its
+    error lines: the schema file has changes no migration makes yet, or the manifest is stale. Read-only.
+    """
+    from tools.migrations.folder import DEFAULT_FOLDER, FolderError
+    from tools.migrations.generate import DEFAULT_SCHEMA, check
+
+    output = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            failed = check(DEFAULT_FOLDER, DEFAULT_SCHEMA) != 0
+    except FolderError as exc:
+        return [f"warning: {problem}" for problem in exc.problems]
+    if not failed:
+        return []
+    problems = [
+        line.removeprefix("error: ") for line in output.getvalue().splitlines() if line.startswith("error: ")
+    ]
+    return [
+        *(f"warning: {problem}" for problem in problems or ["the migrations check failed"]),
+        "warning: serving the migrations in generated/ as they are - details: `.venv/bin/python -m tools.migrations check`",
+    ]
+
+
+def _listen(host: str, port: int) -> ThreadingHTTPServer | None:
+    """The server bound to host:port, or None after one line saying why it cannot be and what to do."""
+    try:
+        server = ThreadingHTTPServer((host, port), _Handler)
+        server.daemon_threads = True  # Ctrl-C does not wait for a stalled client
+        return server
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            reason = f"port {port} on {host} is already in use"
+        elif exc.errno == errno.EACCES:
+            reason = f"no permission to listen on port {port}"
+        else:
+            reason = f"cannot listen on {host}:{port} ({exc.strerror})"
+        other = port + 1 if 0 < port < 65535 else 3001
+        print(
+            f"error: {reason} - stop what holds it, or choose another port: `make serve PORT={other}`"
+            f" (or `--port {other}`)",
+            file=sys.stderr,
+        )
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.serve", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
@@ -270,6 +337,13 @@ def main(argv: list[str] | None = None) -> int:
         default=READ_TIMEOUT_S,
         help=f"seconds to wait for a client that stops sending (default: {READ_TIMEOUT_S})",
     )
+    parser.add_argument(
+        "--dump-requests",
+        type=Path,
+        metavar="FILE",
+        help="append every request as received (headers and body included) to FILE as JSON lines - to see"
+        " exactly what a client sends, such as its SigV4 Authorization header",
+    )
     args = parser.parse_args(argv)
     _Handler.timeout = args.read_timeout
     args.root.mkdir(parents=True, exist_ok=True)
@@ -279,8 +353,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     import handlers.api  # noqa: F401  - load the manifest now: a bad bundle fails before we listen
 
-    server = ThreadingHTTPServer((args.host, args.port), _Handler)
-    server.daemon_threads = True  # Ctrl-C does not wait for a stalled client
+    for line in schema_warnings():
+        print(line, file=sys.stderr, flush=True)
+    server = _listen(args.host, args.port)
+    if server is None:
+        return 1
+    server.dump_requests = args.dump_requests  # type: ignore[attr-defined]
     url = f"http://{args.host}:{server.server_port}"
     print(f"Serving the counter API at {url} (counter files in {args.root})", flush=True)
     print(f"Try: curl -X POST {url}/counters/hello/increment && curl {url}/counters/hello", flush=True)

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from counter_core.manifest import MANIFEST_FILE
 from tools.migrations.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from tools.migrations.folder import DEFAULT_FOLDER, FolderError
 
@@ -180,7 +181,13 @@ def _manifest(args: argparse.Namespace) -> int:
             return EXIT_OK
         print(f"{problem}.", file=sys.stderr)
         return EXIT_FAILED
+    written = folder / MANIFEST_FILE
+    before = written.read_bytes() if written.is_file() else None
     manifest = write_manifest(folder)
+    if written.read_bytes() == before:
+        # Every `sam build` runs this once per function: say nothing to commit when nothing changed.
+        print(f"{folder}/manifest.json is current: {manifest.version} migration(s).")
+        return EXIT_OK
     print(f"Wrote {folder}/manifest.json: {manifest.version} migration(s). Commit it with the SQL files.")
     return EXIT_OK
 

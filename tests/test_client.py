@@ -1,0 +1,119 @@
+"""tools.client against the real local server: every request it sends carries a valid SigV4 signature.
+
+The local server does not check signatures (API Gateway does); it records each request exactly as it
+received it (`--dump-requests`), and this test verifies the Authorization header from that record
+with botocore's own signer, as API Gateway would: same canonical request, same key, same signature.
+Fake credentials: nothing here talks to AWS.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from tests.local_server import running_server
+from tools.client import CountersClient, region_of
+
+CREDENTIALS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+REGION = "eu-west-1"
+_AUTHORIZATION = re.compile(
+    r"^AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/(?P<service>[^/]+)/aws4_request,"
+    r" SignedHeaders=(?P<signed>[^,]+), Signature=(?P<signature>[0-9a-f]{64})$"
+)
+
+
+def _received(dump: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in dump.read_text().splitlines()]
+
+
+def verify_sigv4(record: dict[str, Any], credentials: Credentials) -> str:
+    """The service the request was signed for, if its signature is valid for `credentials`; else raises."""
+    headers = {name.lower(): value for name, value in record["headers"]}
+    match = _AUTHORIZATION.match(headers["authorization"])
+    assert match is not None, headers["authorization"]
+    assert match["key"] == credentials.access_key
+    assert headers["x-amz-date"].startswith(match["date"])
+    signed = match["signed"].split(";")
+    assert {"host", "x-amz-date"} <= set(signed)
+    # Rebuild the request from what the server received, with only the headers the signature covers.
+    request = AWSRequest(
+        method=record["method"],
+        url=f"http://{headers['host']}{record['target']}",
+        data=base64.b64decode(record["body"]),
+        headers={name: headers[name] for name in signed},
+    )
+    request.context["timestamp"] = headers["x-amz-date"]
+    auth = SigV4Auth(credentials, match["service"], match["region"])
+    canonical = auth.canonical_request(request)
+    assert auth.signed_headers(auth.headers_to_sign(request)) == match["signed"]
+    expected = auth.signature(auth.string_to_sign(request, canonical), request)
+    if expected != match["signature"]:
+        raise AssertionError(f"signature {match['signature']} is not valid; expected {expected}")
+    return f"{match['region']}/{match['service']}"
+
+
+@pytest.fixture
+def dump_and_client(tmp_path: Path) -> Any:
+    dump = tmp_path / "received.jsonl"
+    with running_server(tmp_path / "counters", "--dump-requests", str(dump)) as server:
+        yield dump, CountersClient(server.url, region=REGION, credentials=CREDENTIALS)
+
+
+def test_every_request_of_the_client_is_validly_signed(dump_and_client: Any) -> None:
+    dump, client = dump_and_client
+    # WHEN the client runs every route, with an ID that needs encoding and an idempotency key
+    odd = "team web: é+1"
+    replies = [
+        client.put(odd, 41, {"team": "web"}),
+        client.increment(odd, idempotency_key="7f1c2a9e"),
+        client.increment(odd, idempotency_key="7f1c2a9e"),
+        client.decrement(odd, by=2),
+        client.get(odd),
+        client.history(odd, limit=2),
+        client.reset(odd),
+        client.delete(odd),
+    ]
+    # THEN the server answered them as the API does
+    assert [r.status for r in replies] == [201, 200, 200, 200, 200, 200, 200, 204]
+    assert replies[2].headers["idempotent-replayed"] == "true"
+    assert replies[4].json()["value"] == 40
+    # AND each request as received carries a SigV4 signature valid for execute-api in the region
+    received = _received(dump)
+    assert len(received) == len(replies)
+    assert {verify_sigv4(record, CREDENTIALS) for record in received} == {f"{REGION}/execute-api"}
+    assert received[0]["target"] == "/counters/team%20web%3A%20%C3%A9%2B1"
+
+
+def test_the_verification_fails_for_another_secret_or_a_changed_body(dump_and_client: Any) -> None:
+    dump, client = dump_and_client
+    client.put("tamper", 1)
+    (record,) = _received(dump)
+    with pytest.raises(AssertionError, match="is not valid"):
+        verify_sigv4(record, Credentials(CREDENTIALS.access_key, "another-secret"))
+    changed = {**record, "body": base64.b64encode(b'{"value": 2}').decode()}
+    with pytest.raises(AssertionError, match="is not valid"):
+        verify_sigv4(changed, CREDENTIALS)
+
+
+def test_with_a_token_the_client_sends_a_bearer_token_and_no_signature(tmp_path: Path) -> None:
+    dump = tmp_path / "received.jsonl"
+    with running_server(tmp_path / "counters", "--dump-requests", str(dump)) as server:
+        reply = CountersClient(server.url, token="eyJ.example.jwt").increment("jwt")
+    assert reply.status == 200
+    (record,) = _received(dump)
+    headers = {name.lower(): value for name, value in record["headers"]}
+    assert headers["authorization"] == "Bearer eyJ.example.jwt"
+    assert "x-amz-date" not in headers
+
+
+def test_the_region_is_read_from_an_execute_api_url() -> None:
+    assert region_of("https://abc123.execute-api.eu-west-1.amazonaws.com/") == "eu-west-1"
+    assert region_of("http://127.0.0.1:3000") is None
