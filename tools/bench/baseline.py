@@ -63,7 +63,7 @@ REQUEST_ID = "00000000-0000-4000-8000-000000000000"
 _HISTORY = "INSERT INTO counter_history (op, amount, value_after, at, request_id) VALUES (?, ?, ?, ?, ?)"
 
 
-def _increment_statements(conn: apsw.Connection, counter_id: str, by: int, now_ms: int) -> int:
+def increment_statements(conn: apsw.Connection, counter_id: str, by: int, now_ms: int) -> int:
     row = conn.execute(_READ).fetchone()
     value, metadata, created_at = (int(row[0]), str(row[1]), int(row[2])) if row else (0, "{}", now_ms)
     new_value = value + by
@@ -76,7 +76,7 @@ def raw_increment(conn: apsw.Connection, counter_id: str, *, now_ms: int, by: in
     """One increment in its own BEGIN IMMEDIATE transaction; returns the new value."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        value = _increment_statements(conn, counter_id, by, now_ms)
+        value = increment_statements(conn, counter_id, by, now_ms)
         conn.execute("COMMIT")
     except BaseException:
         if not conn.get_autocommit():
@@ -94,7 +94,7 @@ def raw_first_touch(
     try:
         for statement in ddl:
             conn.execute(statement)
-        _increment_statements(conn, counter_id, 1, now_ms)
+        increment_statements(conn, counter_id, 1, now_ms)
         conn.execute("COMMIT")
     except BaseException:
         if not conn.get_autocommit():
@@ -135,14 +135,19 @@ class LambdaContext:
 
 def increment_event(counter_id: str, *, by: int | None = 1) -> dict[str, Any]:
     """`POST /counters/{id}/increment` as an HTTP API payload 2.0 event (sam local generate-event's shape)."""
+    return counter_event("POST", counter_id, "/increment", None if by is None else json.dumps({"by": by}))
+
+
+def counter_event(method: str, counter_id: str, action: str = "", body: str | None = None) -> dict[str, Any]:
+    """`METHOD /counters/{id}ACTION` as an HTTP API payload 2.0 event (sam local generate-event's shape)."""
     from urllib.parse import quote
 
-    raw_path = f"/counters/{quote(counter_id, safe='')}/increment"
+    raw_path = f"/counters/{quote(counter_id, safe='')}{action}"
+    route_key = f"{method} /counters/{{id}}{action}"
     request_id = str(uuid.uuid4())
-    body = None if by is None else json.dumps({"by": by})
     return {
         "version": "2.0",
-        "routeKey": "POST /counters/{id}/increment",
+        "routeKey": route_key,
         "rawPath": raw_path,
         "rawQueryString": "",
         "headers": {
@@ -161,14 +166,14 @@ def increment_event(counter_id: str, *, by: int | None = 1) -> dict[str, Any]:
             "domainName": "abcdef1234.execute-api.us-east-1.amazonaws.com",
             "domainPrefix": "abcdef1234",
             "http": {
-                "method": "POST",
+                "method": method,
                 "path": raw_path,
                 "protocol": "HTTP/1.1",
                 "sourceIp": "192.0.2.10",
                 "userAgent": "counters-bench",
             },
             "requestId": request_id,
-            "routeKey": "POST /counters/{id}/increment",
+            "routeKey": route_key,
             "stage": "$default",
             "time": "25/Nov/2025:03:00:00 +0000",
             "timeEpoch": 1764039600000,
