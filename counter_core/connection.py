@@ -164,6 +164,11 @@ def _nothing(conn: apsw.Connection) -> None:
     """The seed of a file created only to be opened: migrations, no first write."""
 
 
+def _page_count(conn: apsw.Connection) -> int:
+    row = conn.execute("PRAGMA page_count").fetchone()
+    return int(row[0]) if row is not None else 0
+
+
 class _Entry:
     """A cached connection and the schema version its requests accept (checked in every transaction)."""
 
@@ -334,6 +339,11 @@ class ConnectionCache:
         # A read, a table rebuild (foreign keys must go off before BEGIN), or an unmarked file
         # (adoption, refusal): the engine's own transaction, then this one again.
         conn.execute("ROLLBACK")
+        if application_id == 0 and _page_count(conn) == 0:
+            # Inside a write transaction SQLite presents an empty file as a new one-page database, so
+            # an emptied file is told apart here, in a read of its own, before the engine would
+            # write a schema into it.
+            raise damaged(label, "it became empty (0 bytes)")
         done = ensure_current(conn, self.manifest, label=label)
         if done is not None:
             if entry is not None:
