@@ -7,7 +7,9 @@ and shared memory across hosts does not exist. Hence the set-up steps below, one
 from __future__ import annotations
 
 import os
+import random
 import stat
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -95,6 +97,40 @@ def _link_in_path(exc: NotACounterDatabase) -> bool:
     return is_link_refusal(exc.__cause__)
 
 
+# The lock queue. SQLite's own busy handler (sqlite3_busy_timeout) sleeps 1, 2, 5, 10, 15, 20, 25, 25,
+# 25, 50, 50, 100 ms... between attempts (sqliteDefaultBusyCallback in main.c): a writer that has
+# waited a while sleeps 100 ms at a time while the writer that just committed takes the lock again at
+# once, so on a hot counter the tail grows to seconds (tools.bench, the lock-queue figure). Here every
+# sleep is random ("full jitter": https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/)
+# and capped, and the cap shrinks with age: a newcomer waits up to BUSY_NEW_CAP_S between attempts,
+# a writer that has already waited BUSY_AGED_AFTER_S up to BUSY_AGED_CAP_S, so the longest waiters
+# tend to win the lock when it is released. All within the same total busy timeout, after which
+# SQLite returns SQLITE_BUSY and the request answers 503 busy. Measured (8 processes, 8 ms lock hold):
+# p99 0.16-0.25 s and twice the throughput of SQLite's handler, whose p99 was 1.7-3.5 s.
+BUSY_NEW_CAP_S = 0.010
+BUSY_AGED_AFTER_S = 0.100
+BUSY_AGED_CAP_S = 0.001
+
+
+def busy_handler(timeout_ms: int) -> Callable[[int], bool]:
+    """A busy handler for `Connection.set_busy_handler`: jittered sleeps that shorten with age, within `timeout_ms`."""
+    timeout_s = timeout_ms / 1000
+    started = [0.0]
+
+    def wait(attempts: int) -> bool:
+        now = time.monotonic()
+        if attempts == 0:  # SQLite counts from 0 for each lock it waits for
+            started[0] = now
+        waited = now - started[0]
+        if waited >= timeout_s:
+            return False
+        cap = BUSY_NEW_CAP_S if waited < BUSY_AGED_AFTER_S else BUSY_AGED_CAP_S
+        time.sleep(min(timeout_s - waited, random.uniform(0.0, cap)))  # noqa: S311 - jitter, not a secret
+        return True
+
+    return wait
+
+
 def _synchronous(conn: apsw.Connection) -> None:
     # FULL: an acknowledged increment survives a crash or power loss (https://sqlite.org/pragma.html#pragma_synchronous).
     conn.execute("PRAGMA synchronous=FULL")
@@ -147,7 +183,7 @@ def _open_probed(path: Path, *, create: bool, busy_timeout_ms: int, label: str) 
     try:
         if not create:
             _check_header(conn, name)
-        conn.set_busy_timeout(busy_timeout_ms)
+        conn.set_busy_handler(busy_handler(busy_timeout_ms))
         for step in SETUP_STEPS:
             step(conn)
     except BaseException:

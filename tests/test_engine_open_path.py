@@ -234,3 +234,36 @@ def test_an_increment_on_a_file_behind_migrates_and_writes_in_one_transaction(tm
     assert applied.outcome.counter.value == 2**63 - 1
     conn = apsw.Connection(str(path))
     assert read_header(conn) == (APPLICATION_ID, newer.version)
+
+
+def test_the_busy_handler_gives_up_only_after_the_whole_busy_timeout(tmp_path: Path) -> None:
+    # GIVEN a counter file whose write lock another connection holds
+    path = tmp_path / "c.sqlite3"
+    holder = open_database(path, create=True, busy_timeout_ms=100)
+    holder.execute("CREATE TABLE t (x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1)")
+    waiter = open_database(path, create=False, busy_timeout_ms=150)
+    # WHEN another writer asks for it THEN it waits the whole busy timeout, then gets SQLITE_BUSY
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(apsw.BusyError):
+        waiter.execute("BEGIN IMMEDIATE")
+    assert time.monotonic() - started >= 0.15
+    holder.execute("COMMIT")
+
+
+def test_a_waiting_writer_gets_the_lock_once_it_is_released(tmp_path: Path) -> None:
+    # GIVEN a writer holding the lock, released by another thread while a second writer waits
+    import threading
+
+    path = tmp_path / "c.sqlite3"
+    holder = open_database(path, create=True, busy_timeout_ms=100)
+    holder.execute("CREATE TABLE t (x); BEGIN IMMEDIATE; INSERT INTO t VALUES (1)")
+    waiter = open_database(path, create=False, busy_timeout_ms=5000)
+    release = threading.Timer(0.05, lambda: holder.execute("COMMIT"))
+    release.start()
+    # WHEN the second writer begins THEN it gets the lock and sees the first writer's row
+    waiter.execute("BEGIN IMMEDIATE")
+    assert waiter.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    waiter.execute("COMMIT")
+    release.join()
