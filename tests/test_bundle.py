@@ -19,6 +19,7 @@ from packaging.markers import Marker
 from packaging.utils import canonicalize_name
 
 from counter_core.manifest import parse_manifest
+from tools.bench.coldstart import build_bundle, find_lambda_python
 
 REPO = Path(__file__).resolve().parent.parent
 UV = REPO / ".cache" / "uv-0.13.9" / "bin" / "uv"
@@ -114,55 +115,18 @@ def test_what_the_bundle_never_loads_is_not_shipped(bundle: Path) -> None:
     assert not (bundle / "bin").exists()
 
 
-def _lambda_python() -> str | None:
-    """A CPython 3.13 found as the build finds one (pyenv here), to run an x86_64 bundle."""
-    found = shutil.which("python3.13")
-    candidates = [found] if found else []
-    pyenv = shutil.which("pyenv")
-    if pyenv:
-        prefix = subprocess.run([pyenv, "prefix", "3.13"], capture_output=True, text=True, check=False)
-        candidates.append(
-            f"{prefix.stdout.strip().splitlines()[0]}/bin/python3.13" if prefix.stdout.strip() else ""
-        )
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            version = subprocess.run(
-                [candidate, "-c", "import sys; print(sys.version_info[:2] == (3, 13))"],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if version.stdout.strip() == "True":
-                return candidate
-    return None
-
-
 def test_a_bundle_built_for_this_machine_serves_requests_with_nothing_else_on_the_path(
     tmp_path: Path,
 ) -> None:
     # GIVEN the bundle built by the same target for this machine's architecture, and CPython 3.13
-    python = _lambda_python()
+    python = find_lambda_python()
     if python is None:
-        pytest.skip("no CPython 3.13 on this machine (python3.13 on PATH or pyenv's 3.13)")
+        pytest.skip("no CPython 3.13 on this machine (python3.13 on PATH, pyenv's 3.13 or LAMBDA_PYTHON)")
     machine = os.uname().machine
     if machine not in {"x86_64", "aarch64"}:
         pytest.skip(f"Lambda has no {machine} runtime")
     artifacts = tmp_path / "bundle"
-    result = subprocess.run(
-        [
-            "make",
-            "--no-print-directory",
-            "build-ApiFunction",
-            f"ARTIFACTS_DIR={artifacts}",
-            f"LAMBDA_ARCH={machine}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    build_bundle(artifacts)
     before = _files(artifacts)
     script = (
         "import json, sys; sys.path.insert(0, sys.argv[1]); import handlers.api as api\n"
