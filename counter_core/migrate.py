@@ -1,11 +1,13 @@
 """The migration engine: bring one counter database up to this bundle's manifest, exactly once.
 
 Guarantees:
-- Fast path: an up-to-date file costs one read of its header (application_id and user_version), in
-  one read transaction, without a write lock.
-- Exactly once: the slow path takes `BEGIN EXCLUSIVE` and re-reads everything under the lock, so of
-  many processes racing on one new file, one applies and the rest find nothing to do. SQLite's own
-  file lock serialises them and dies with its process: there is no lock table and no stale lock.
+- Fast path: `ensure_current` on an up-to-date file costs one read of its header (application_id and
+  user_version) in one read transaction, without a write lock; the request path reads the header
+  inside the request's own transaction instead (counter_core.connection.ConnectionCache.admit).
+- Exactly once: the slow path holds the write lock (`BEGIN EXCLUSIVE`, or the caller's `BEGIN
+  IMMEDIATE` through `migrate_in_transaction`) and re-reads everything under it, so of many
+  processes racing on one new file, one applies and the rest find nothing to do. SQLite's own file
+  lock serialises them and dies with its process: there is no lock table and no stale lock.
 - All or nothing: every pending migration and its `__migrations` record commit in one transaction;
   any failure rolls all of it back and leaves the file as it was. The next open retries.
 - Verified by content: every applied migration's sha256 is checked against the bundle's copy.

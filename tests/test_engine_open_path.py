@@ -48,6 +48,12 @@ def _newer(folder: Path, name: str, sql: str) -> Manifest:
     return write_manifest(folder)
 
 
+def _warm_instance(counter_id: str) -> None:
+    """This process with the counter's connection cached: created by one request, served by the next."""
+    for _ in range(2):
+        assert invoke(http_event("POST", f"/counters/{counter_id}/increment")).status == 200
+
+
 def _new_process() -> None:
     """What a new Lambda instance has: no cached connection."""
     from handlers import api
@@ -83,9 +89,8 @@ def _codes(counter_id: str) -> set[tuple[int, str]]:
 def test_a_warm_old_instance_answers_schema_too_new_after_a_newer_bundle_breaks_the_schema(
     api_root: Path, tmp_path: Path
 ) -> None:
-    # GIVEN an old instance with a cached connection to a counter (created, then served again)
-    for _ in range(2):
-        assert invoke(http_event("POST", "/counters/hot/increment")).status == 200
+    # GIVEN an old instance with a cached connection to a counter
+    _warm_instance("hot")
     # WHEN a newer bundle renames a column in that counter's file (a breaking migration)
     newer = _newer(tmp_path / "newer", "rename_metadata", RENAME_METADATA)
     path = counter_path(api_root, "hot")
@@ -102,8 +107,7 @@ def test_a_warm_old_instance_keeps_serving_after_a_newer_additive_migration(
     api_root: Path, tmp_path: Path
 ) -> None:
     # GIVEN an old instance with a cached connection, and a newer bundle that only adds a column
-    for _ in range(2):
-        assert invoke(http_event("POST", "/counters/hot/increment")).status == 200
+    _warm_instance("hot")
     newer = _newer(tmp_path / "newer", "add_note", ADD_NOTE)
     other = CounterStore(
         ConnectionCache(api_root, newer, capacity=1, busy_timeout_ms=1000), idempotency_ttl_s=60

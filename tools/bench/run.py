@@ -112,6 +112,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(ram, ignore_errors=True)
 
 
+def _run(command: list[str], what: str, *, env: dict[str, str] | None = None) -> None:
+    """Run a measured subprocess from the repository; BenchError with its last words if it fails."""
+    done = subprocess.run(
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"{what} failed: {done.stderr.strip()[-300:]}")
+
+
 # --- figure 1 --------------------------------------------------------------------------------------
 
 
@@ -129,23 +145,16 @@ def round_trip_figures(work: Path, strace: str | None, extra: dict[str, Any]) ->
         root = work / f"roundtrips-{side}"
         root.mkdir()
         log = work / f"roundtrips-{side}.strace"
-        done = subprocess.run(
+        _run(
             [
                 strace,
                 *("-f", "-qq", "-o", str(log), "-e", f"trace={STRACE_CALLS}"),
                 *(sys.executable, "-m", "tools.bench.scenarios", side),
                 *(str(root), str(folders.base), str(folders.fleet)),
             ],
-            cwd=REPO,
+            f"the {side} request classes under strace",
             env={**os.environ, "POWERTOOLS_METRICS_DISABLED": "true"},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=300,
-            check=False,
         )
-        if done.returncode != 0:
-            raise BenchError(f"the {side} request classes failed under strace: {done.stderr.strip()[-300:]}")
         counts[side] = count_round_trips(log.read_text(encoding="utf-8"), str(root))
     table: dict[str, Any] = {}
     for figure, name in zip(figures, CLASSES, strict=True):
@@ -174,7 +183,7 @@ def cpu_figures(ram: Path, scale: Scale) -> list[Figure]:
         title = "CPU per warm increment, hot" if not gap else f"CPU per warm increment, {gap:g} ms idle gaps"
         figure = Figure(key, title, "us", "handler", "raw APSW", goal=Goal(1.4, "at_most"))
         out = ram / f"cpu-{key}.json"
-        done = subprocess.run(
+        _run(
             [
                 sys.executable,
                 "-m",
@@ -184,15 +193,8 @@ def cpu_figures(ram: Path, scale: Scale) -> list[Figure]:
                 str(gap),
                 str(out),
             ],
-            cwd=REPO,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=600,
-            check=False,
+            "the CPU worker",
         )
-        if done.returncode != 0:
-            raise BenchError(f"the CPU worker failed: {done.stderr.strip()[-300:]}")
         samples = json.loads(out.read_text(encoding="utf-8"))
         figure.project = Summary(tuple(samples["project_us"]))
         figure.baseline = Summary(tuple(samples["raw_us"]))
