@@ -271,3 +271,20 @@ def test_a_waiting_writer_gets_the_lock_once_it_is_released(tmp_path: Path) -> N
     assert waiter.execute("SELECT count(*) FROM t").fetchone() == (1,)
     waiter.execute("COMMIT")
     release.join()
+
+
+@pytest.mark.parametrize("kind", ["empty", "fifo"])
+def test_the_fleet_migration_reports_an_odd_file_and_carries_on(tmp_path: Path, kind: str) -> None:
+    # GIVEN an odd file where a counter file would be
+    from counter_core.fleet import MigrateOutcome, migrate_file
+
+    path = counter_path(tmp_path, "odd")
+    path.parent.mkdir(parents=True)
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_bytes(b"")
+    # WHEN the fleet migration meets it THEN it is reported as failed, untouched, and nothing raises
+    result = migrate_file(path, bundled_manifest(), busy_timeout_ms=100)
+    assert result.outcome == MigrateOutcome.FAILED
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
