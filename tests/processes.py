@@ -93,3 +93,22 @@ def cache_cold_start(root: str, folder: str, barrier: Barrier) -> tuple[str, ...
     cache.connection("shared", create=True).execute("INSERT INTO log VALUES ('hello')")
     cache.close()
     return reports[0] if reports else ()
+
+
+def increment_behind(root: str, folder: str, barrier: Barrier) -> tuple[str, ...]:
+    """A new instance of a newer bundle incrementing a counter whose file is behind; what it applied."""
+    from counter_core import ConnectionCache
+    from counter_core.store import CounterStore, Increment
+
+    reports: list[tuple[str, ...]] = []
+    cache = ConnectionCache(
+        Path(root),
+        load_manifest(Path(folder)),
+        capacity=2,
+        busy_timeout_ms=20_000,
+        on_migrated=lambda _id, report: reports.append(report.applied),
+    )
+    barrier.wait()
+    CounterStore(cache, idempotency_ttl_s=60).apply("shared", Increment(by=1), request_id=None)
+    cache.close()
+    return reports[0] if reports else ()

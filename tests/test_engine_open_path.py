@@ -288,3 +288,28 @@ def test_the_fleet_migration_reports_an_odd_file_and_carries_on(tmp_path: Path, 
     result = migrate_file(path, bundled_manifest(), busy_timeout_ms=100)
     assert result.outcome == MigrateOutcome.FAILED
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
+def test_eight_writers_on_a_file_behind_migrate_it_once_inside_their_own_transactions(tmp_path: Path) -> None:
+    # GIVEN a counter at 10, one migration behind the bundle of eight new instances
+    import multiprocessing
+
+    from tests.processes import increment_behind
+
+    root = tmp_path / "root"
+    CounterStore(
+        ConnectionCache(root, bundled_manifest(), capacity=1, busy_timeout_ms=100), idempotency_ttl_s=60
+    ).apply("shared", Increment(by=10), request_id=None)
+    newer = _newer(tmp_path / "newer", "add_note", ADD_NOTE)
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Manager().Barrier(8)
+    # WHEN all eight increment it at the same moment
+    with context.Pool(8) as pool:
+        results = pool.starmap(increment_behind, [(str(root), str(tmp_path / "newer"), barrier)] * 8)
+    # THEN exactly one applied the migration (with its increment), and every increment counted once
+    assert sorted(results, key=len) == [()] * 7 + [("0001_add_note",)]
+    conn = apsw.Connection(str(counter_path(root, "shared")))
+    assert conn.execute("SELECT value FROM counter_metadata").fetchone() == (18,)
+    assert conn.execute("SELECT idx FROM __migrations ORDER BY idx").fetchall() == [(0,), (1,)]
+    assert read_header(conn) == (APPLICATION_ID, newer.version)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
