@@ -105,8 +105,9 @@ def _link_in_path(exc: NotACounterDatabase) -> bool:
 # and capped, and the cap shrinks with age: a newcomer waits up to BUSY_NEW_CAP_S between attempts,
 # a writer that has already waited BUSY_AGED_AFTER_S up to BUSY_AGED_CAP_S, so the longest waiters
 # tend to win the lock when it is released. All within the same total busy timeout, after which
-# SQLite returns SQLITE_BUSY and the request answers 503 busy. Measured (8 processes, 8 ms lock hold):
-# p99 0.16-0.25 s and twice the throughput of SQLite's handler, whose p99 was 1.7-3.5 s.
+# SQLite returns SQLITE_BUSY and the request answers 503 busy. Measured (tools.bench, figure 4: 8
+# processes, 8 ms lock hold): p99 0.16-0.21 s against 1.2-2.6 s with SQLite's handler, at 1.1-1.9x
+# its throughput.
 BUSY_NEW_CAP_S = 0.010
 BUSY_AGED_AFTER_S = 0.100
 BUSY_AGED_CAP_S = 0.001
@@ -172,17 +173,16 @@ def open_database(
 
 
 def _open_probed(path: Path, *, create: bool, busy_timeout_ms: int, label: str) -> apsw.Connection:
-    name = label
     flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_NOFOLLOW
     if create:
         flags |= apsw.SQLITE_OPEN_CREATE
     try:
         conn = apsw.Connection(str(path), flags=flags, statementcachesize=_STATEMENT_CACHE_SIZE)
     except apsw.CantOpenError as exc:
-        raise refused_open(name, exc) from exc
+        raise refused_open(label, exc) from exc
     try:
         if not create:
-            _check_header(conn, name)
+            _check_header(conn, label)
         conn.set_busy_handler(busy_handler(busy_timeout_ms))
         for step in SETUP_STEPS:
             step(conn)
