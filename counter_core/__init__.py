@@ -7,6 +7,7 @@ from counter_core.connection import ConnectionCache, open_database
 from counter_core.errors import (
     AdoptionRefused,
     CounterError,
+    CounterFileDamaged,
     CounterNotFound,
     InvalidCounterId,
     ManifestInvalid,
@@ -26,6 +27,7 @@ __all__ = [
     "AdoptionRefused",
     "ConnectionCache",
     "CounterError",
+    "CounterFileDamaged",
     "CounterNotFound",
     "InvalidCounterId",
     "Manifest",

@@ -22,12 +22,13 @@ LOCAL_ROOT = Path("var/counters")
 
 # API Gateway gives up on a Lambda integration after 30 s; a request that waits longer than a few
 # seconds for another writer is better answered 503 + Retry-After so the client backs off. A migration
-# holds the lock for milliseconds (tools.bench measures first touch), so 5 s leaves ample headroom for
-# a cold-start stampede on one new counter.
+# holds the lock for milliseconds (tools.bench counts its round trips), so 5 s leaves ample headroom for
+# a cold-start stampede on one new counter; waiters are served roughly in order of age meanwhile
+# (counter_core.connection.busy_handler).
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 DEFAULT_IDEMPOTENCY_TTL_S = 86400
 # Each cached connection costs about 190 KiB (SQLite's lookaside, schema and page cache, APSW's
-# statement cache), measured by tools.bench figure 8: 256 of them added 46 MiB to a 40 MiB process.
+# statement cache), measured with ru_maxrss: 256 of them added 46 MiB to a 40 MiB process.
 # A Lambda instance serves one request at a time and API Gateway spreads counters across instances,
 # so a hot set of 32 per instance keeps hot counters open for about 6 MiB.
 DEFAULT_CONNECTION_CACHE_SIZE = 32

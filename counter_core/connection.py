@@ -6,6 +6,10 @@ and shared memory across hosts does not exist. Hence the set-up steps below, one
 
 from __future__ import annotations
 
+import os
+import random
+import stat
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -14,21 +18,118 @@ from typing import TypeVar
 import apsw
 
 from counter_core.create import Created, LinkUnsupported, auto_vacuum_full, create_database
-from counter_core.errors import CounterNotFound, StorageBusy
+from counter_core.errors import CounterFileDamaged, CounterNotFound, NotACounterDatabase, StorageBusy
 from counter_core.manifest import Manifest
-from counter_core.migrate import MigrationReport, ensure_current, not_a_database
-from counter_core.paths import counter_path
+from counter_core.migrate import (
+    APPLICATION_ID,
+    HEADER_IN_TRANSACTION,
+    MigrationReport,
+    check_newer,
+    ensure_current,
+    is_link_refusal,
+    migrate_in_transaction,
+    not_a_database,
+    pending_need_foreign_keys_off,
+    refused_open,
+)
+from counter_core.paths import counter_path, resolve_root
+
+_HEADER_BYTES = 100
+_MAGIC = b"SQLite format 3\x00"
+_FILE_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
 
 
-def _journal_mode(conn: apsw.Connection) -> None:
-    # Rollback journal, never WAL: WAL's index lives in shared memory, which hosts sharing an NFS
-    # mount do not share (https://sqlite.org/wal.html, "WAL does not work over a network filesystem").
-    # DELETE over TRUNCATE/PERSIST, by measurement (strace -c, 1,000 BEGIN IMMEDIATE increments,
-    # synchronous=FULL, per transaction): DELETE 2 open + 2 close + 1 unlink + 4 fdatasync + 9 fcntl;
-    # TRUNCATE trades the unlink for an ftruncate plus a 5th fdatasync; PERSIST adds a third open/close
-    # (the hot-journal probe of a journal file that always exists) and a 5th fdatasync. On NFS each of
-    # those is a round trip, so DELETE does the fewest - and leaves no stray -journal files on EFS.
-    conn.execute("PRAGMA journal_mode=DELETE").fetchall()
+def probe(path: Path, *, label: str) -> bool:
+    """Whether a counter file exists at `path`, in one lookup (an lstat); never opens it.
+
+    Raises NotACounterDatabase for anything but a regular file (a FIFO would block an open, a link
+    could lead anywhere) and CounterFileDamaged for an empty file: new files only ever appear
+    complete (counter_core.create), so an empty one was truncated, and writing a schema into it
+    would silently turn a lost counter into a new one.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "not a regular file")
+        raise not_a_database(label, f"it is {kind}")
+    if info.st_size == 0:
+        raise damaged(label, "it is empty (0 bytes)")
+    return True
+
+
+def damaged(label: str, why: str) -> CounterFileDamaged:
+    return CounterFileDamaged(
+        f"{label}: the counter file is damaged ({why}) - it was left untouched; restore it from a backup"
+        " or move it away (the counter then starts afresh)",
+        public="the counter's file is damaged - an operator must restore it",
+    )
+
+
+def _check_header(conn: apsw.Connection, label: str) -> None:
+    # The file's first 100 bytes, through the descriptor SQLite just opened (a data read, no extra
+    # open), before any statement: a file that is not ours is never written to. `PRAGMA
+    # journal_mode=DELETE` is not run at all: it is SQLite's default for a rollback-journal file, and on
+    # a WAL file it would rewrite another application's database (https://sqlite.org/fileformat.html).
+    complete, header = conn.read("main", 0, 0, _HEADER_BYTES)
+    if not header.startswith(_MAGIC):
+        raise not_a_database(label, "it is not an SQLite database")
+    if not complete:
+        raise damaged(label, "it is shorter than an SQLite header")
+    if header[18] != 1 or header[19] != 1:
+        # Bytes 18 and 19 are 2 in WAL mode. Ours never are: WAL's index lives in shared memory, which
+        # hosts sharing an NFS mount do not share (https://sqlite.org/wal.html).
+        raise not_a_database(label, "it is in WAL mode, which counter files never use")
+    application_id = int.from_bytes(header[68:72], "big")
+    if application_id not in (APPLICATION_ID, 0):
+        raise not_a_database(label, f"its application_id is {application_id:#010x}")
+
+
+def _link_in_path(exc: NotACounterDatabase) -> bool:
+    return is_link_refusal(exc.__cause__)
+
+
+# The lock queue. SQLite's own busy handler (sqlite3_busy_timeout) sleeps 1, 2, 5, 10, 15, 20, 25, 25,
+# 25, 50, 50, 100 ms... between attempts (sqliteDefaultBusyCallback in main.c): a writer that has
+# waited a while sleeps 100 ms at a time while the writer that just committed takes the lock again at
+# once, so on a hot counter the tail grows to seconds (tools.bench, the lock-queue figure). Here every
+# sleep is random ("full jitter": https://aws.amazon.com/blogs/architecture/exponential-backoff-and-jitter/)
+# and capped, and the cap shrinks with age: a newcomer waits up to BUSY_NEW_CAP_S between attempts,
+# a writer that has already waited BUSY_AGED_AFTER_S up to BUSY_AGED_CAP_S, so the longest waiters
+# tend to win the lock when it is released. All within the same total busy timeout, after which
+# SQLite returns SQLITE_BUSY and the request answers 503 busy. Measured (tools.bench, figure 4: 8
+# processes, 8 ms lock hold): p99 0.16-0.21 s against 1.2-2.6 s with SQLite's handler, at 1.1-1.9x
+# its throughput.
+BUSY_NEW_CAP_S = 0.010
+BUSY_AGED_AFTER_S = 0.100
+BUSY_AGED_CAP_S = 0.001
+
+
+def busy_handler(timeout_ms: int) -> Callable[[int], bool]:
+    """A busy handler for `Connection.set_busy_handler`: jittered sleeps that shorten with age, within `timeout_ms`."""
+    timeout_s = timeout_ms / 1000
+    started = [0.0]
+
+    def wait(attempts: int) -> bool:
+        now = time.monotonic()
+        if attempts == 0:  # SQLite counts from 0 for each lock it waits for
+            started[0] = now
+        waited = now - started[0]
+        if waited >= timeout_s:
+            return False
+        cap = BUSY_NEW_CAP_S if waited < BUSY_AGED_AFTER_S else BUSY_AGED_CAP_S
+        time.sleep(min(timeout_s - waited, random.uniform(0.0, cap)))  # noqa: S311 - jitter, not a secret
+        return True
+
+    return wait
 
 
 def _synchronous(conn: apsw.Connection) -> None:
@@ -44,42 +145,50 @@ def _foreign_keys(conn: apsw.Connection) -> None:
 # connection only costs memory in a cache of many connections.
 _STATEMENT_CACHE_SIZE = 16
 
-SETUP_STEPS: tuple[Callable[[apsw.Connection], None], ...] = (_journal_mode, _synchronous, _foreign_keys)
+# No journal_mode step: a rollback journal in DELETE mode is SQLite's default (https://sqlite.org/pragma.html#pragma_journal_mode),
+# and WAL files are refused by _check_header. DELETE over TRUNCATE/PERSIST, by measurement (strace,
+# per BEGIN IMMEDIATE increment, synchronous=FULL): DELETE 2 open + 2 close + 1 unlink + 4 fdatasync + 9
+# fcntl; TRUNCATE trades the unlink for an ftruncate plus a 5th fdatasync; PERSIST adds a third
+# open/close (the hot-journal probe of a journal file that always exists) and a 5th fdatasync. On
+# NFS each is a round trip, so DELETE does the fewest - and leaves no stray -journal files on EFS.
+SETUP_STEPS: tuple[Callable[[apsw.Connection], None], ...] = (_synchronous, _foreign_keys)
 
 
-def open_database(path: Path, *, create: bool, busy_timeout_ms: int) -> apsw.Connection:
+def open_database(
+    path: Path, *, create: bool, busy_timeout_ms: int, label: str | None = None
+) -> apsw.Connection:
     """Open one counter file with the set-up steps applied; no schema check (see ConnectionCache).
 
-    With `create=False` a missing file raises CounterNotFound and nothing is created. With
-    `create=True` the fan-out directories are made first; concurrent creators race harmlessly.
+    With `create=False` a missing file raises CounterNotFound and nothing is created, and a file that
+    is not a regular, non-empty SQLite file in rollback-journal mode with this project's (or no)
+    application_id is refused before any statement runs. With `create=True` the fan-out directories
+    are made first and the file may be new or empty.
     """
-    flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_NOFOLLOW
+    name = label if label is not None else str(path)
     if create:
         path.parent.mkdir(parents=True, exist_ok=True)
+    elif not probe(path, label=name):
+        raise CounterNotFound(f"no database file for this counter at {path}")
+    return _open_probed(path, create=create, busy_timeout_ms=busy_timeout_ms, label=name)
+
+
+def _open_probed(path: Path, *, create: bool, busy_timeout_ms: int, label: str) -> apsw.Connection:
+    flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_NOFOLLOW
+    if create:
         flags |= apsw.SQLITE_OPEN_CREATE
     try:
         conn = apsw.Connection(str(path), flags=flags, statementcachesize=_STATEMENT_CACHE_SIZE)
     except apsw.CantOpenError as exc:
-        if create:
-            raise
-        if not path.exists():
-            raise CounterNotFound(f"no database file for this counter at {path}") from exc
-        # Another process linked the file into place between the failed open and the check
-        # (counter_core.create): it is complete, so open it now.
-        conn = apsw.Connection(str(path), flags=flags, statementcachesize=_STATEMENT_CACHE_SIZE)
+        raise refused_open(label, exc) from exc
     try:
-        conn.set_busy_timeout(busy_timeout_ms)
+        if not create:
+            _check_header(conn, label)
+        conn.set_busy_handler(busy_handler(busy_timeout_ms))
         for step in SETUP_STEPS:
             step(conn)
         if create:
             # The in-place path (no hard links): a no-op when another process made the tables first.
             auto_vacuum_full(conn)
-    except apsw.BusyError as exc:
-        conn.close()
-        raise StorageBusy(f"{path}: locked by another writer past the busy timeout") from exc
-    except apsw.NotADBError as exc:
-        conn.close()
-        raise not_a_database(str(path), "it is not an SQLite database") from exc
     except BaseException:
         conn.close()
         raise
@@ -94,12 +203,35 @@ def _nothing(conn: apsw.Connection) -> None:
     """The seed of a file created only to be opened: migrations, no first write."""
 
 
-class ConnectionCache:
-    """Open, migrated connections by counter ID, least recently used evicted past `capacity`.
+def _page_count(conn: apsw.Connection) -> int:
+    row = conn.execute("PRAGMA page_count").fetchone()
+    return int(row[0]) if row is not None else 0
 
-    A warm Lambda reuses the connection of a hot counter (no reopen, no schema check); memory stays
-    bounded however many counters one process touches. Not thread-safe: one Lambda invocation runs
-    at a time, and the local server serialises requests.
+
+# No transaction has read this connection's header yet: the first reads all of it.
+_UNCHECKED = -1
+
+
+class _Entry:
+    """A cached connection and the schema version its requests accept (checked in every transaction)."""
+
+    __slots__ = ("conn", "version")
+
+    def __init__(self, conn: apsw.Connection, version: int) -> None:
+        self.conn = conn
+        self.version = version
+
+
+class ConnectionCache:
+    """Open connections by counter ID, least recently used evicted past `capacity`.
+
+    A warm Lambda reuses the connection of a hot counter (no reopen); memory stays bounded however
+    many counters one process touches. Opening checks what can be checked without a transaction (a
+    regular, non-empty SQLite file, not WAL, not another application's); the schema is checked by
+    `admit`, inside each operation's own transaction, where the header costs no file-system call -
+    so a file migrated by a newer deployment while its connection sat in this cache is noticed on the
+    next request. Not thread-safe: one Lambda invocation runs at a time, and the local server
+    serialises requests.
 
     Counter files are never unlinked while the system is live (a deleted counter's rows are deleted,
     its file stays), so a cached connection can never write into an unlinked file.
@@ -116,18 +248,25 @@ class ConnectionCache:
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
-        self.root = root
+        # Absolute, but not resolved: SQLite refuses a symbolic link anywhere in the path
+        # (SQLITE_OPEN_NOFOLLOW), so a root reached through one is resolved on the first refusal
+        # (open_or_create) - a lookup per path component that a root without links never pays.
+        self.root = root.absolute()
+        self._root_resolved = False
         self.manifest = manifest
         self.capacity = capacity
         self.busy_timeout_ms = busy_timeout_ms
         self._on_migrated = on_migrated
-        self._open: OrderedDict[str, apsw.Connection] = OrderedDict()
+        self._open: OrderedDict[str, _Entry] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._open)
 
     def connection(self, counter_id: str, *, create: bool) -> apsw.Connection:
-        """A current connection to the counter's file; CounterNotFound if absent and not `create`."""
+        """The counter's connection; CounterNotFound if it has no file and not `create`.
+
+        The schema is not checked here: run every statement inside a transaction that `admit` let in.
+        """
         found = self.open_or_create(counter_id, seed=_nothing if create else None)
         if isinstance(found, Created):
             found = self.open_or_create(counter_id, seed=None)
@@ -137,55 +276,176 @@ class ConnectionCache:
     def open_or_create(
         self, counter_id: str, *, seed: Callable[[apsw.Connection], T] | None
     ) -> apsw.Connection | Created[T]:
-        """The counter's current connection; or, if it has no file and `seed` is given, create it.
+        """The counter's connection; or, if it has no file and `seed` is given, create it.
 
         Creating runs `seed` in the new file before it appears (see counter_core.create) and returns
-        `Created` instead of a connection: the caller's first write is done, and the next request
-        opens the file. Without `seed`, an absent file raises CounterNotFound and creates nothing.
+        `Created` instead of a connection: the caller's first write is done, and the connection to the
+        new file is cached for the next request. Without `seed`, an absent file raises
+        CounterNotFound and creates nothing - after one lookup.
         """
-        conn = self._open.get(counter_id)
-        if conn is not None:
+        entry = self._open.get(counter_id)
+        if entry is not None:
             self._open.move_to_end(counter_id)
-            return conn
+            return entry.conn
+        try:
+            return self._open_or_create(counter_id, seed)
+        except NotACounterDatabase as exc:
+            if self._root_resolved or not _link_in_path(exc):
+                raise
+            # The root itself may be reached through links (macOS's /tmp, a mount behind a link);
+            # nothing below it may be one. Resolve it once and try again.
+            self._root_resolved = True
+            resolved = resolve_root(self.root)
+            if resolved == self.root:
+                raise
+            self.root = resolved
+            return self._open_or_create(counter_id, seed)
+
+    def _open_or_create(
+        self, counter_id: str, seed: Callable[[apsw.Connection], T] | None
+    ) -> apsw.Connection | Created[T]:
         path = counter_path(self.root, counter_id)
         label = f"counter {counter_id!r}"
-        try:
-            conn = open_database(path, create=False, busy_timeout_ms=self.busy_timeout_ms)
-        except CounterNotFound:
+        if not probe(path, label=label):
             if seed is None:
-                raise CounterNotFound(f"{label} does not exist") from None
+                raise CounterNotFound(f"{label} does not exist")
             try:
                 created = create_database(path, self.manifest, label=label, seed=seed)
             except LinkUnsupported:
-                created, in_place = None, True
-            else:
-                in_place = False
+                return self._create_in_place(counter_id, path, label)
             if created is not None:
                 if self._on_migrated is not None:
                     self._on_migrated(counter_id, created.report)
+                # Keep a connection to the file this request created: the next request is a warm one.
+                self._keep(counter_id, self._connect(path, label), version=created.report.to_version)
                 return created
-            conn = open_database(path, create=in_place, busy_timeout_ms=self.busy_timeout_ms)
+            # Another process linked its file first: this request's write goes to that file.
+        return self._keep(counter_id, self._connect(path, label))
+
+    def admit(self, counter_id: str, conn: apsw.Connection, begin: str) -> MigrationReport | None:
+        """Check the file's header inside the transaction `begin` just opened; bring it up to date if needed.
+
+        The fast path is `PRAGMA user_version`, read from page 1, which SQLite read when it took the
+        lock: no file-system call, under a microsecond of CPU. The first transaction on a connection,
+        and any whose user_version is not the one accepted, read the whole header (application_id,
+        user_version, page count). A file that is behind is migrated inside a write transaction (the
+        caller's write then commits with the migrations; the report is returned, for `committed` to
+        announce after COMMIT), or else in a transaction of its own, after which `begin` is run again.
+        Raises what `ensure_current` raises; CounterFileDamaged for a file that became empty.
+        """
+        entry = self._open.get(counter_id)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()
+            if version is not None and entry is not None and version[0] == entry.version:
+                return None
+            row = conn.execute(HEADER_IN_TRANSACTION).fetchone()
+        except (apsw.NotADBError, apsw.CorruptError) as exc:
+            raise not_a_database(f"counter {counter_id!r}", "it is not a readable SQLite database") from exc
+        assert row is not None  # the pragma functions always return one row
+        if self._accepts(entry, row):
+            return None
+        return self._admit_slowly(counter_id, conn, begin, row, retried=False)
+
+    def _accepts(self, entry: _Entry | None, row: tuple[object, ...]) -> bool:
+        """Whether a header is this bundle's, or a newer one already found additive; remembered if so."""
+        version = row[1]
+        if row[0] != APPLICATION_ID or not isinstance(version, int):
+            return False
+        if version == self.manifest.version or (entry is not None and version == entry.version):
+            if entry is not None:
+                entry.version = version
+            return True
+        return False
+
+    def committed(self, counter_id: str, report: MigrationReport) -> None:
+        """The transaction that `admit` migrated in committed: accept the new version and announce it."""
+        entry = self._open.get(counter_id)
+        if entry is not None:
+            entry.version = report.to_version
+        if self._on_migrated is not None:
+            self._on_migrated(counter_id, report)
+
+    def _admit_slowly(
+        self, counter_id: str, conn: apsw.Connection, begin: str, row: tuple[object, ...], *, retried: bool
+    ) -> MigrationReport | None:
+        label = f"counter {counter_id!r}"
+        application_id, version, pages = (int(str(value)) for value in row)
+        if pages == 0:
+            raise damaged(label, "it became empty (0 bytes)")
+        if application_id not in (APPLICATION_ID, 0):
+            raise not_a_database(label, f"its application_id is {application_id:#010x}")
+        entry = self._open.get(counter_id)
+        if application_id == APPLICATION_ID and version > self.manifest.version:
+            # A rolling deploy: a newer bundle migrated the file. Served only if every unknown step is
+            # additive; SchemaTooNew (503) otherwise, even through a connection cached before it happened.
+            report = check_newer(conn, self.manifest, label=label, version=version)
+            if entry is not None:
+                entry.version = version
+            if self._on_migrated is not None:
+                self._on_migrated(counter_id, report)
+            return None
+        write = begin != "BEGIN DEFERRED"
+        if (
+            write
+            and application_id == APPLICATION_ID
+            and not pending_need_foreign_keys_off(self.manifest, version)
+        ):
+            return migrate_in_transaction(conn, self.manifest, label=label)
+        if retried:
+            raise StorageBusy(f"{label}: the file changed again while it was being brought up to date")
+        # A read, a table rebuild (foreign keys must go off before BEGIN), or an unmarked file
+        # (adoption, refusal): the engine's own transaction, then this one again.
+        conn.execute("ROLLBACK")
+        if application_id == 0 and _page_count(conn) == 0:
+            # Inside a write transaction SQLite presents an empty file as a new one-page database, so
+            # an emptied file is told apart here, in a read of its own, before the engine would
+            # write a schema into it.
+            raise damaged(label, "it became empty (0 bytes)")
+        done = ensure_current(conn, self.manifest, label=label)
+        if done is not None:
+            if entry is not None:
+                entry.version = done.to_version
+            if self._on_migrated is not None:
+                self._on_migrated(counter_id, done)
+        conn.execute(begin)
+        again = conn.execute(HEADER_IN_TRANSACTION).fetchone()
+        assert again is not None
+        if self._accepts(entry, again):
+            return None
+        return self._admit_slowly(counter_id, conn, begin, again, retried=True)
+
+    def _connect(self, path: Path, label: str) -> apsw.Connection:
+        # `probe` already found a regular, non-empty file: files are never unlinked while live.
+        return _open_probed(path, create=False, busy_timeout_ms=self.busy_timeout_ms, label=label)
+
+    def _create_in_place(self, counter_id: str, path: Path, label: str) -> apsw.Connection:
+        # No hard links on this file system: the file is created in place and migrated under BEGIN
+        # EXCLUSIVE like any file that is behind. Here, unlike with links, a new file is empty for a
+        # moment; other processes that meet it then answer 503 (counter_file_damaged) - see README.
+        conn = open_database(path, create=True, busy_timeout_ms=self.busy_timeout_ms, label=label)
         try:
             report = ensure_current(conn, self.manifest, label=label)
         except BaseException:
-            # Not cached: the next request retries the migration from scratch.
             conn.close()
             raise
         if report is not None and self._on_migrated is not None:
             self._on_migrated(counter_id, report)
-        self._open[counter_id] = conn
+        return self._keep(counter_id, conn)
+
+    def _keep(self, counter_id: str, conn: apsw.Connection, *, version: int = _UNCHECKED) -> apsw.Connection:
+        self._open[counter_id] = _Entry(conn, version)
         if len(self._open) > self.capacity:
             _, evicted = self._open.popitem(last=False)
-            evicted.close()
+            evicted.conn.close()
         return conn
 
     def forget(self, counter_id: str) -> None:
         """Close and drop one cached connection (after an error left its state unknown)."""
-        conn = self._open.pop(counter_id, None)
-        if conn is not None:
-            conn.close()
+        entry = self._open.pop(counter_id, None)
+        if entry is not None:
+            entry.conn.close()
 
     def close(self) -> None:
         while self._open:
-            _, conn = self._open.popitem()
-            conn.close()
+            _, entry = self._open.popitem()
+            entry.conn.close()

@@ -74,6 +74,12 @@ class NotACounterDatabase(MigrationError):
     code = "not_a_counter_database"
 
 
+class CounterFileDamaged(MigrationError):
+    """The counter's file is empty or cut short: new files only ever appear complete, so it was damaged."""
+
+    code = "counter_file_damaged"
+
+
 class MigrationDrift(MigrationError):
     """An applied migration's recorded sha256 differs from the bundle's copy of it."""
 

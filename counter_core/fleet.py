@@ -90,7 +90,7 @@ def migrate_file(path: Path, manifest: Manifest, *, busy_timeout_ms: int) -> Fil
     """Bring one existing counter file up to date; never creates a file. Failures are returned, not raised."""
     try:
         conn = open_database(path, create=False, busy_timeout_ms=busy_timeout_ms)
-    except (apsw.Error, StorageBusy) as exc:
+    except (apsw.Error, StorageBusy, MigrationError) as exc:  # the open refuses odd files itself
         return FileMigration(path, MigrateOutcome.FAILED, error=str(exc))
     try:
         report = ensure_current(conn, manifest, label=path.name)

@@ -1,11 +1,13 @@
 """The migration engine: bring one counter database up to this bundle's manifest, exactly once.
 
 Guarantees:
-- Fast path: an up-to-date file costs one read of its header (application_id and user_version), in
-  one read transaction, without a write lock.
-- Exactly once: the slow path takes `BEGIN EXCLUSIVE` and re-reads everything under the lock, so of
-  many processes racing on one new file, one applies and the rest find nothing to do. SQLite's own
-  file lock serialises them and dies with its process: there is no lock table and no stale lock.
+- Fast path: `ensure_current` on an up-to-date file costs one read of its header (application_id and
+  user_version) in one read transaction, without a write lock; the request path reads the header
+  inside the request's own transaction instead (counter_core.connection.ConnectionCache.admit).
+- Exactly once: the slow path holds the write lock (`BEGIN EXCLUSIVE`, or the caller's `BEGIN
+  IMMEDIATE` through `migrate_in_transaction`) and re-reads everything under it, so of many
+  processes racing on one new file, one applies and the rest find nothing to do. SQLite's own file
+  lock serialises them and dies with its process: there is no lock table and no stale lock.
 - All or nothing: every pending migration and its `__migrations` record commit in one transaction;
   any failure rolls all of it back and leaves the file as it was. The next open retries.
 - Verified by content: every applied migration's sha256 is checked against the bundle's copy.
@@ -74,6 +76,50 @@ def read_header(conn: apsw.Connection) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
+# Read inside the operation's own transaction (counter_core.connection): page 1 was read when the lock
+# was taken, so this costs no file-system call. page_count 0 means the file is empty.
+HEADER_IN_TRANSACTION = (
+    "SELECT application_id, user_version, page_count"
+    " FROM pragma_application_id(), pragma_user_version(), pragma_page_count()"
+)
+
+
+def pending_need_foreign_keys_off(manifest: Manifest, version: int) -> bool:
+    """Whether a migration past `version` rebuilds a table (foreign keys must be off before BEGIN)."""
+    return any(m.foreign_keys_off for m in manifest.migrations[min(version, manifest.version) :])
+
+
+def migrate_in_transaction(
+    conn: apsw.Connection, manifest: Manifest, *, label: str, check_foreign_keys: bool = False
+) -> MigrationReport:
+    """Apply the pending migrations inside the caller's write transaction (the caller commits).
+
+    For a write request that finds its file one or more migrations behind: the migrations and the
+    request's own write then commit together, one transaction instead of two. The caller must hold
+    the write lock (`BEGIN IMMEDIATE` or `EXCLUSIVE`): every other writer is excluded just as under
+    `BEGIN EXCLUSIVE`, and readers see the old file until COMMIT. The caller switches foreign keys
+    off before BEGIN when `pending_need_foreign_keys_off` says so.
+    """
+    started = time.perf_counter()
+    report = _migrate_locked(conn, manifest, label=label, check_foreign_keys=check_foreign_keys)
+    return MigrationReport(
+        from_version=report.from_version,
+        to_version=report.to_version,
+        applied=report.applied,
+        adopted=report.adopted,
+        unknown_additive=report.unknown_additive,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def check_newer(conn: apsw.Connection, manifest: Manifest, *, label: str, version: int) -> MigrationReport:
+    """A file ahead of this bundle (a rolling deploy): a report if every unknown migration is additive.
+
+    Raises SchemaTooNew otherwise. Read-only; runs in the caller's transaction if it has one.
+    """
+    return _check_newer(conn, manifest, label=label, version=version)
+
+
 def ensure_current(conn: apsw.Connection, manifest: Manifest, *, label: str) -> MigrationReport | None:
     """Make the database at `conn` current with `manifest`; None when it already was (fast path).
 
@@ -95,13 +141,10 @@ def ensure_current(conn: apsw.Connection, manifest: Manifest, *, label: str) -> 
 
 
 def _migrate(conn: apsw.Connection, manifest: Manifest, *, label: str, version_seen: int) -> MigrationReport:
-    started = time.perf_counter()
     # `PRAGMA foreign_keys` is a no-op inside a transaction (https://sqlite.org/pragma.html#pragma_foreign_keys),
     # so a rebuild's OFF must be set before BEGIN. The pending set can only shrink once the lock is
     # held, so deciding here from the unlocked read is safe.
-    foreign_keys_off = any(
-        m.foreign_keys_off for m in manifest.migrations[min(version_seen, manifest.version) :]
-    )
+    foreign_keys_off = pending_need_foreign_keys_off(manifest, version_seen)
     if foreign_keys_off:
         conn.execute("PRAGMA foreign_keys=OFF")
     try:
@@ -112,7 +155,7 @@ def _migrate(conn: apsw.Connection, manifest: Manifest, *, label: str, version_s
                 f"{label}: could not lock the database to migrate it within the busy timeout"
             ) from exc
         try:
-            report = _migrate_locked(conn, manifest, label=label, check_foreign_keys=foreign_keys_off)
+            report = migrate_in_transaction(conn, manifest, label=label, check_foreign_keys=foreign_keys_off)
             conn.execute("COMMIT")
         except BaseException:
             if not conn.get_autocommit():
@@ -121,14 +164,7 @@ def _migrate(conn: apsw.Connection, manifest: Manifest, *, label: str, version_s
     finally:
         if foreign_keys_off:
             conn.execute("PRAGMA foreign_keys=ON")
-    return MigrationReport(
-        from_version=report.from_version,
-        to_version=report.to_version,
-        applied=report.applied,
-        adopted=report.adopted,
-        unknown_additive=report.unknown_additive,
-        seconds=time.perf_counter() - started,
-    )
+    return report
 
 
 def _migrate_locked(
@@ -161,7 +197,7 @@ def _migrate_locked(
         _apply(conn, migration, label=label)
         _record(conn, migration, applied_at=now)
     if check_foreign_keys:
-        _check_foreign_keys(conn, pending, label=label)
+        check_foreign_keys_after(conn, pending, label=label)
     # PRAGMA takes no bound parameters; both values are integers this module computed.
     conn.execute(f"PRAGMA user_version={manifest.version}")
     conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
@@ -246,7 +282,7 @@ def _record(conn: apsw.Connection, migration: Migration, *, applied_at: str) -> 
     )
 
 
-def _check_foreign_keys(conn: apsw.Connection, pending: tuple[Migration, ...], *, label: str) -> None:
+def check_foreign_keys_after(conn: apsw.Connection, pending: tuple[Migration, ...], *, label: str) -> None:
     violations = conn.execute("PRAGMA foreign_key_check").fetchall()
     if violations:
         tables = sorted({str(row[0]) for row in violations})
@@ -306,6 +342,22 @@ def not_a_database(label: str, why: str) -> NotACounterDatabase:
         f"{label}: not a counter database ({why}) - it was left untouched; move it away if it does not belong here",
         public="the counter's file is not a counter database - an operator must inspect it",
     )
+
+
+def is_link_refusal(exc: BaseException | None) -> bool:
+    """Whether SQLite refused an open because the path holds a symbolic link (SQLITE_OPEN_NOFOLLOW)."""
+    # APSW's stubs do not declare `extendedresult`, which every apsw.Error carries.
+    return (
+        isinstance(exc, apsw.CantOpenError)
+        and getattr(exc, "extendedresult", None) == apsw.SQLITE_CANTOPEN_SYMLINK
+    )
+
+
+def refused_open(label: str, exc: apsw.CantOpenError) -> NotACounterDatabase:
+    """The error for a counter file SQLite cannot open: a link in its path (NOFOLLOW), or permissions."""
+    if is_link_refusal(exc):
+        return not_a_database(label, "a directory in its path is a symbolic link")
+    return not_a_database(label, f"it cannot be opened for reading and writing ({exc})")
 
 
 def _rfc3339_now() -> str:

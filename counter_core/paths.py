@@ -8,6 +8,7 @@ per directory on EFS.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -72,6 +73,17 @@ def validate_counter_id(counter_id: str) -> str:
 
 def counter_hash(counter_id: str) -> str:
     return hashlib.sha256(counter_id.encode("utf-8")).hexdigest()
+
+
+def resolve_root(root: Path) -> Path:
+    """COUNTERS_ROOT as an absolute path without symbolic links, resolved once per process.
+
+    Counter files are opened with SQLITE_OPEN_NOFOLLOW, which refuses a link anywhere in the path
+    (SQLite's unix VFS resolves every component: https://sqlite.org/c3ref/open.html). The root may
+    legitimately be reached through one (macOS's /tmp and /var, a mount reached through a link), so it
+    is resolved here, and only what lies below it is refused when it is a link.
+    """
+    return Path(os.path.realpath(root))
 
 
 def counter_path(root: Path, counter_id: str) -> Path:

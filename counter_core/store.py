@@ -237,6 +237,9 @@ class CounterStore:
             raise StorageBusy(f"counter {counter_id!r}: lock not granted within the busy timeout") from exc
         self._waited(time.perf_counter() - started)
         try:
+            # The file's header is checked here, inside the operation's own transaction, at no
+            # file-system cost; a file that is behind is migrated first (counter_core.connection).
+            migrated = self._cache.admit(counter_id, conn, begin)
             yield
             conn.execute("COMMIT")
         except apsw.BusyError as exc:
@@ -245,6 +248,8 @@ class CounterStore:
         except BaseException:
             self._rollback(counter_id, conn)
             raise
+        if migrated is not None:
+            self._cache.committed(counter_id, migrated)
 
     def _waited(self, seconds: float) -> None:
         # An uncontended BEGIN takes microseconds (a lock round trip on EFS, about a millisecond);

@@ -11,6 +11,7 @@ a quarter of the handler's own CPU per request in a profile, and its import 8 ms
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -42,20 +43,25 @@ def emit_metric(name: str, unit: MetricUnit, value: float, **dimensions: str) ->
     """Write one metric as one EMF line, with the `service` dimension and any others given."""
     if config.metrics_disabled():
         return
-    values = {"service": SERVICE, **dimensions}
-    document = {
-        "_aws": {
-            "Timestamp": time.time_ns() // 1_000_000,
-            "CloudWatchMetrics": [
-                {
-                    "Namespace": METRICS_NAMESPACE,
-                    "Dimensions": [list(values)],
-                    "Metrics": [{"Name": name, "Unit": unit.value}],
-                }
-            ],
-        },
-        **values,
-        name: value,
-    }
-    sys.stdout.write(json.dumps(document, separators=(",", ":")) + "\n")
+    head, tail = _emf_template(name, unit.value, tuple(dimensions.items()))
+    # One line per request: only the timestamp and the value change, so the rest of the document is
+    # serialised once per metric shape (tools.bench, figure 2: a quarter of the CPU the handler added).
+    sys.stdout.write(f"{head}{time.time_ns() // 1_000_000}{tail}{json.dumps(value)}}}\n")
     sys.stdout.flush()  # one write per line, as the Logger does: nothing waits in a buffer when Lambda freezes
+
+
+@functools.lru_cache(maxsize=256)
+def _emf_template(name: str, unit: str, dimensions: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """The EMF document of one metric shape around its timestamp and value, as json.dumps writes it."""
+    values = {"service": SERVICE, **dict(dimensions)}
+    metrics = [
+        {
+            "Namespace": METRICS_NAMESPACE,
+            "Dimensions": [list(values)],
+            "Metrics": [{"Name": name, "Unit": unit}],
+        }
+    ]
+    compact = functools.partial(json.dumps, separators=(",", ":"))
+    head = '{"_aws":{"Timestamp":'
+    tail = f',"CloudWatchMetrics":{compact(metrics)}}},{compact(values)[1:-1]},{compact(name)}:'
+    return head, tail

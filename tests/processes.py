@@ -8,7 +8,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
-from counter_core import load_manifest, open_database
+from counter_core import ConnectionCache, load_manifest, open_database
 from counter_core.migrate import ensure_current
 
 
@@ -77,10 +77,8 @@ def stream_increments(root: str, counter_id: str) -> None:
             sys.stdout.flush()
 
 
-def cache_cold_start(root: str, folder: str, barrier: Barrier) -> tuple[str, ...]:
-    """A cold start through the connection cache, as the API opens a counter it is about to create."""
-    from counter_core import ConnectionCache
-
+def _reporting_cache(root: str, folder: str) -> tuple[ConnectionCache, list[tuple[str, ...]]]:
+    """A connection cache as an API instance has one, and the migrations it applies, as they happen."""
     reports: list[tuple[str, ...]] = []
     cache = ConnectionCache(
         Path(root),
@@ -89,7 +87,24 @@ def cache_cold_start(root: str, folder: str, barrier: Barrier) -> tuple[str, ...
         busy_timeout_ms=20_000,
         on_migrated=lambda _id, report: reports.append(report.applied),
     )
+    return cache, reports
+
+
+def cache_cold_start(root: str, folder: str, barrier: Barrier) -> tuple[str, ...]:
+    """A cold start through the connection cache, as the API opens a counter it is about to create."""
+    cache, reports = _reporting_cache(root, folder)
     barrier.wait()
     cache.connection("shared", create=True).execute("INSERT INTO log VALUES ('hello')")
+    cache.close()
+    return reports[0] if reports else ()
+
+
+def increment_behind(root: str, folder: str, barrier: Barrier) -> tuple[str, ...]:
+    """A new instance of a newer bundle incrementing a counter whose file is behind; what it applied."""
+    from counter_core.store import CounterStore, Increment
+
+    cache, reports = _reporting_cache(root, folder)
+    barrier.wait()
+    CounterStore(cache, idempotency_ttl_s=60).apply("shared", Increment(by=1), request_id=None)
     cache.close()
     return reports[0] if reports else ()

@@ -19,6 +19,7 @@ from packaging.markers import Marker
 from packaging.utils import canonicalize_name
 
 from counter_core.manifest import parse_manifest
+from tools.bench.coldstart import build_bundle, find_lambda_python
 
 REPO = Path(__file__).resolve().parent.parent
 UV = REPO / ".cache" / "uv-0.13.9" / "bin" / "uv"
@@ -76,18 +77,86 @@ def test_bundle_ships_the_current_manifest_and_every_migration(bundle: Path) -> 
     )
 
 
-def test_bundle_holds_no_tests_tools_or_bytecode(bundle: Path) -> None:
+def test_bundle_holds_no_tests_or_tools(bundle: Path) -> None:
     files = _files(bundle)
     assert not (bundle / "tests").exists()
     assert not (bundle / "tools").exists()
     assert [f for f in files if f.parts[0] in {"tests", "tools"}] == []
-    assert [f for f in files if "__pycache__" in f.parts or f.suffix == ".pyc"] == []
     # Every source file of the runtime packages is there.
     for package in ("handlers", "counter_core"):
         expected = sorted(
             p.relative_to(REPO) for p in (REPO / package).glob("*") if p.suffix in {".py", ".sql"}
         )
         assert [f for f in expected if f not in files] == [], package
+
+
+def test_every_module_ships_unchecked_cpython313_bytecode(bundle: Path) -> None:
+    # /var/task is read-only on Lambda: without shipped bytecode every cold start compiles every
+    # module it imports. Unchecked hash-based .pyc files (PEP 552) are used without a stat of the source.
+    missing, checked = [], []
+    for source in bundle.rglob("*.py"):
+        compiled = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        if not compiled.is_file():
+            missing.append(str(source.relative_to(bundle)))
+            continue
+        flags = int.from_bytes(compiled.read_bytes()[4:8], "little")
+        if flags != 0b01:  # hash-based, check_source off
+            checked.append(str(compiled.relative_to(bundle)))
+    assert missing == []
+    assert checked == []
+    stray = [p for p in bundle.rglob("*.pyc") if not p.name.endswith(".cpython-313.pyc")]
+    assert stray == []
+
+
+def test_what_the_bundle_never_loads_is_not_shipped(bundle: Path) -> None:
+    assert not (bundle / "apsw" / "tests").exists()
+    assert not (bundle / "apsw" / "shell.py").exists()
+    assert not (bundle / "apsw" / "sqlite_extra_binaries").exists()
+    assert not (bundle / "bin").exists()
+
+
+def test_a_bundle_built_for_this_machine_serves_requests_with_nothing_else_on_the_path(
+    tmp_path: Path,
+) -> None:
+    # GIVEN the bundle built by the same target for this machine's architecture, and CPython 3.13
+    python = find_lambda_python()
+    if python is None:
+        pytest.skip("no CPython 3.13 on this machine (python3.13 on PATH, pyenv's 3.13 or LAMBDA_PYTHON)")
+    machine = os.uname().machine
+    if machine not in {"x86_64", "aarch64"}:
+        pytest.skip(f"Lambda has no {machine} runtime")
+    artifacts = tmp_path / "bundle"
+    build_bundle(artifacts)
+    before = _files(artifacts)
+    script = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import handlers.api as api\n"
+        "event = json.load(open(sys.argv[2]))\n"
+        "class Context: aws_request_id = 'bundle-test'\n"
+        "for _ in range(2): response = api.handler(event, Context())\n"
+        "print('RESULT', response['statusCode'], json.loads(response['body'])['value'])\n"
+        "print('MODULES', sorted(m.split('.')[0] for m in sys.modules if getattr(sys.modules[m], '__file__', None)"
+        " and sys.modules[m].__file__.startswith(sys.argv[1]) and '.' not in m))\n"
+    )
+    # WHEN a fresh interpreter with only the bundle (and the standard library) on sys.path serves it
+    done = subprocess.run(
+        [python, "-I", "-S", "-c", script, str(artifacts), str(REPO / "events" / "increment.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={
+            "COUNTERS_ROOT": str(tmp_path / "counters"),
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "PATH": os.environ["PATH"],
+        },
+    )
+    # THEN it answers, from the shipped bytecode (nothing was compiled or written into the bundle)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in done.stdout.splitlines() if " " in line}
+    status, value = lines["RESULT"].split()
+    assert status == "200" and int(value) >= 1
+    assert "'apsw'" in lines["MODULES"]
+    assert _files(artifacts) == before
 
 
 def _elf_machine(path: Path) -> int:

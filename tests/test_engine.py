@@ -210,13 +210,17 @@ def test_a_foreign_database_is_refused_and_left_untouched(
     other.execute(setup)
     other.close()
     before = _digest(path)
-    conn = _open(path, create=False)
+    # GIVEN another application's file WHEN it is opened and checked THEN it is refused, by the open
+    # (its header) or by the engine (its tables), and never written to.
     with pytest.raises(NotACounterDatabase) as caught:
-        ensure_current(conn, v1_manifest, label="c")
+        conn = open_database(path, create=False, busy_timeout_ms=2000, label="c")
+        try:
+            ensure_current(conn, v1_manifest, label="c")
+        finally:
+            conn.close()
     assert str(caught.value) == (
         f"c: not a counter database ({why}) - it was left untouched; move it away if it does not belong here"
     )
-    conn.close()
     assert _digest(path) == before
 
 
@@ -371,28 +375,33 @@ def test_without_hard_links_a_new_counter_is_created_in_place(
     )
 
 
-def test_a_file_linked_into_place_between_a_failed_open_and_the_check_is_opened(
-    tmp_path: Path, v1_manifest: Manifest, monkeypatch: pytest.MonkeyPatch
+def test_a_counter_another_process_links_first_gets_this_write_in_its_file(
+    fresh_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # GIVEN a complete counter file that another process links into place just after our open failed
-    source = tmp_path / "theirs.sqlite3"
-    ensure_current(_open(source), v1_manifest, label="theirs")
-    path = tmp_path / "c.sqlite3"
-    real_connection = apsw.Connection
-    calls = []
-
-    def racing_connection(filename: str, **kwargs: object) -> apsw.Connection:
-        calls.append(filename)
-        if len(calls) == 1:
-            os.link(source, path)
-            raise apsw.CantOpenError("unable to open database file")
-        return real_connection(filename, **kwargs)
-
+    # GIVEN a complete counter file that another process links into place after our lookup found none
     import os
 
-    from counter_core import connection
+    from counter_core import bundled_manifest, create
+    from counter_core.store import CounterStore, Increment
 
-    monkeypatch.setattr(connection.apsw, "Connection", racing_connection)
-    # WHEN a reader opens it THEN it gets the file, not "not found" and not an error
-    conn = open_database(path, create=False, busy_timeout_ms=100)
-    assert read_header(conn) == (APPLICATION_ID, 1) and len(calls) == 2
+    theirs = CounterStore(
+        ConnectionCache(tmp_path / "theirs", bundled_manifest(), capacity=2, busy_timeout_ms=100),
+        idempotency_ttl_s=60,
+    )
+    theirs.apply("c", Increment(by=5), request_id=None)
+    their_file = counter_path(tmp_path / "theirs", "c")
+    real_link = os.link
+
+    def racing_link(src: object, dst: object) -> None:
+        real_link(their_file, str(dst))
+        real_link(str(src), str(dst))
+
+    monkeypatch.setattr(create.os, "link", racing_link)
+    store = CounterStore(
+        ConnectionCache(fresh_root, bundled_manifest(), capacity=2, busy_timeout_ms=100), idempotency_ttl_s=60
+    )
+    # WHEN this process's first touch loses the link THEN its write lands in the winner's file, once
+    applied = store.apply("c", Increment(by=1), request_id=None)
+    assert applied.outcome is not None and applied.outcome.counter is not None
+    assert applied.outcome.counter.value == 6
+    assert [p.name for p in fresh_root.rglob("*") if p.is_file()] == [counter_path(fresh_root, "c").name]

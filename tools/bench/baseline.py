@@ -30,19 +30,6 @@ FLEET_STATEMENT = "ALTER TABLE `counter_metadata` ADD `bench_note` text;"
 FLEET_TAG_NAME = "bench_note"
 
 
-def raw_open(path: Path, *, create: bool, busy_timeout_ms: int) -> apsw.Connection:
-    """A plain APSW connection with the project's durability settings and nothing else."""
-    import apsw
-
-    flags = apsw.SQLITE_OPEN_READWRITE | (apsw.SQLITE_OPEN_CREATE if create else 0)
-    conn = apsw.Connection(str(path), flags=flags)
-    conn.set_busy_timeout(busy_timeout_ms)
-    conn.execute("PRAGMA journal_mode=DELETE").fetchall()
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    return conn
-
-
 def ddl_statements(manifest: Manifest) -> list[str]:
     """Every statement of every migration, in order: what the baseline runs to create a counter file."""
     return [statement for migration in manifest.migrations for statement in migration.statements]
@@ -52,23 +39,23 @@ def ddl_statements(manifest: Manifest) -> list[str]:
 # with `Increment`, no idempotency key): read the row, upsert it, append a history row, all in
 # BEGIN IMMEDIATE. Copied, not imported, so the baseline stays raw APSW; re-check it when the store's
 # SQL changes.
-_READ = "SELECT value, metadata, created_at, updated_at FROM counter_metadata WHERE id = 1"
-_UPSERT = (
+READ_SQL = "SELECT value, metadata, created_at, updated_at FROM counter_metadata WHERE id = 1"
+UPSERT_SQL = (
     "INSERT INTO counter_metadata (id, name, value, metadata, created_at, updated_at) VALUES (1, ?, ?, ?, ?, ?)"
     " ON CONFLICT (id) DO UPDATE SET value = excluded.value, metadata = excluded.metadata,"
     " updated_at = excluded.updated_at"
 )
 # The store records the request's ID in each history row; the baseline writes one of the same length.
 REQUEST_ID = "00000000-0000-4000-8000-000000000000"
-_HISTORY = "INSERT INTO counter_history (op, amount, value_after, at, request_id) VALUES (?, ?, ?, ?, ?)"
+HISTORY_SQL = "INSERT INTO counter_history (op, amount, value_after, at, request_id) VALUES (?, ?, ?, ?, ?)"
 
 
-def _increment_statements(conn: apsw.Connection, counter_id: str, by: int, now_ms: int) -> int:
-    row = conn.execute(_READ).fetchone()
+def increment_statements(conn: apsw.Connection, counter_id: str, by: int, now_ms: int) -> int:
+    row = conn.execute(READ_SQL).fetchone()
     value, metadata, created_at = (int(row[0]), str(row[1]), int(row[2])) if row else (0, "{}", now_ms)
     new_value = value + by
-    conn.execute(_UPSERT, (counter_id, new_value, metadata, created_at, now_ms))
-    conn.execute(_HISTORY, ("increment", by, new_value, now_ms, REQUEST_ID))
+    conn.execute(UPSERT_SQL, (counter_id, new_value, metadata, created_at, now_ms))
+    conn.execute(HISTORY_SQL, ("increment", by, new_value, now_ms, REQUEST_ID))
     return new_value
 
 
@@ -76,44 +63,13 @@ def raw_increment(conn: apsw.Connection, counter_id: str, *, now_ms: int, by: in
     """One increment in its own BEGIN IMMEDIATE transaction; returns the new value."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        value = _increment_statements(conn, counter_id, by, now_ms)
+        value = increment_statements(conn, counter_id, by, now_ms)
         conn.execute("COMMIT")
     except BaseException:
         if not conn.get_autocommit():
             conn.execute("ROLLBACK")
         raise
     return value
-
-
-def raw_first_touch(
-    path: Path, ddl: list[str], counter_id: str, *, now_ms: int, busy_timeout_ms: int
-) -> apsw.Connection:
-    """Create a counter file: the manifest's DDL and the first increment in one transaction."""
-    conn = raw_open(path, create=True, busy_timeout_ms=busy_timeout_ms)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in ddl:
-            conn.execute(statement)
-        _increment_statements(conn, counter_id, 1, now_ms)
-        conn.execute("COMMIT")
-    except BaseException:
-        if not conn.get_autocommit():
-            conn.execute("ROLLBACK")
-        conn.close()
-        raise
-    return conn
-
-
-def counter_value(path: Path) -> int | None:
-    """The value stored in a counter file, read with a plain connection (for the bench's own checks)."""
-    import apsw
-
-    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        row = conn.execute("SELECT value FROM counter_metadata WHERE id = 1").fetchone()
-    finally:
-        conn.close()
-    return None if row is None else int(row[0])
 
 
 class LambdaContext:
@@ -135,14 +91,19 @@ class LambdaContext:
 
 def increment_event(counter_id: str, *, by: int | None = 1) -> dict[str, Any]:
     """`POST /counters/{id}/increment` as an HTTP API payload 2.0 event (sam local generate-event's shape)."""
+    return counter_event("POST", counter_id, "/increment", None if by is None else json.dumps({"by": by}))
+
+
+def counter_event(method: str, counter_id: str, action: str = "", body: str | None = None) -> dict[str, Any]:
+    """`METHOD /counters/{id}ACTION` as an HTTP API payload 2.0 event (sam local generate-event's shape)."""
     from urllib.parse import quote
 
-    raw_path = f"/counters/{quote(counter_id, safe='')}/increment"
+    raw_path = f"/counters/{quote(counter_id, safe='')}{action}"
+    route_key = f"{method} /counters/{{id}}{action}"
     request_id = str(uuid.uuid4())
-    body = None if by is None else json.dumps({"by": by})
     return {
         "version": "2.0",
-        "routeKey": "POST /counters/{id}/increment",
+        "routeKey": route_key,
         "rawPath": raw_path,
         "rawQueryString": "",
         "headers": {
@@ -161,14 +122,14 @@ def increment_event(counter_id: str, *, by: int | None = 1) -> dict[str, Any]:
             "domainName": "abcdef1234.execute-api.us-east-1.amazonaws.com",
             "domainPrefix": "abcdef1234",
             "http": {
-                "method": "POST",
+                "method": method,
                 "path": raw_path,
                 "protocol": "HTTP/1.1",
                 "sourceIp": "192.0.2.10",
                 "userAgent": "counters-bench",
             },
             "requestId": request_id,
-            "routeKey": "POST /counters/{id}/increment",
+            "routeKey": route_key,
             "stage": "$default",
             "time": "25/Nov/2025:03:00:00 +0000",
             "timeEpoch": 1764039600000,

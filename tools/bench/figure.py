@@ -1,7 +1,6 @@
 """The benchmark's vocabulary: sample summaries, figures with goals, run sizes, and the printed table.
 
-Nothing here measures anything; `tools.bench` runs the figures and `tools.bench.workers` holds the
-code that runs inside measured subprocesses.
+Nothing here measures anything; `tools.bench.run` runs the figures, each from its own module.
 """
 
 from __future__ import annotations
@@ -18,70 +17,21 @@ class Scale:
     """How many repetitions each figure takes; `full` is what the README's table comes from."""
 
     name: str
-    warm_ops: int  # figure 1: increments per side on disk
-    ram_ops: int  # figure 2: increments per side on the RAM-backed directory
-    first_touch: int  # figure 3: new counters per side
-    fresh_processes: int  # figure 4: fresh interpreters per side
-    contention_n: int  # figure 5: increments per process (8 processes)
-    contention_runs: int  # figure 5: runs per side
-    fleet_files: int  # figure 6: counter files per tree
-    fleet_runs: int  # figure 6: runs per side
-    cold_processes: int  # figure 7: fresh interpreters per kind
-    memory_many: int  # figure 8: distinct counters touched
-    memory_runs: int  # figure 8: processes
-    syscall_ops: tuple[int, int]  # figure 9: two run lengths; their difference isolates the steady state
+    cpu_requests: int  # figure 2: warm requests per side, per idle-gap setting
+    cold_processes: int  # figure 3: fresh interpreters per side and kind
+    queue_processes: int  # figure 4: processes on one counter
+    queue_requests: int  # figure 4: increments per process
+    queue_runs: int  # figure 4: runs per side, alternating
+    queue_hold_ms: float  # figure 4: lock hold inside each transaction
+    queue_think_ms: float  # figure 4: time between two requests of one process
 
 
 SCALES = {
-    "full": Scale(
-        name="full",
-        warm_ops=1000,
-        ram_ops=3000,
-        first_touch=300,
-        fresh_processes=40,
-        contention_n=100,
-        contention_runs=5,
-        fleet_files=10_000,
-        fleet_runs=2,
-        cold_processes=20,
-        memory_many=10_000,
-        memory_runs=2,
-        syscall_ops=(100, 600),
-    ),
-    "quick": Scale(
-        name="quick",
-        warm_ops=300,
-        ram_ops=1000,
-        first_touch=100,
-        fresh_processes=15,
-        contention_n=30,
-        contention_runs=2,
-        fleet_files=1_000,
-        fleet_runs=1,
-        cold_processes=8,
-        memory_many=10_000,
-        memory_runs=1,
-        syscall_ops=(50, 250),
-    ),
-    # For the smoke test only: proves every figure runs end to end; its numbers mean nothing.
-    "tiny": Scale(
-        name="tiny",
-        warm_ops=10,
-        ram_ops=10,
-        first_touch=4,
-        fresh_processes=2,
-        contention_n=3,
-        contention_runs=1,
-        fleet_files=12,
-        fleet_runs=1,
-        cold_processes=2,
-        memory_many=40,
-        memory_runs=1,
-        syscall_ops=(3, 8),
-    ),
+    "full": Scale("full", 2000, 20, 8, 60, 3, 8.0, 2.0),
+    "quick": Scale("quick", 500, 8, 8, 40, 2, 8.0, 2.0),
+    # Proves every figure runs end to end; the numbers mean nothing.
+    "tiny": Scale("tiny", 20, 1, 2, 5, 1, 1.0, 0.5),
 }
-
-MEMORY_FEW = 10
 
 
 @dataclass(frozen=True)
@@ -114,15 +64,20 @@ class Summary:
 
 @dataclass(frozen=True)
 class Goal:
-    ratio: float
-    direction: Direction
+    """A ratio to the baseline's median, or (with `unit`) an absolute bound on the project's median."""
 
-    def met(self, ratio: float) -> bool:
-        return ratio <= self.ratio if self.direction == "at_most" else ratio >= self.ratio
+    limit: float
+    direction: Direction
+    unit: str = ""
+
+    def met(self, ratio: float, project: float) -> bool:
+        value = project if self.unit else ratio
+        return value <= self.limit if self.direction == "at_most" else value >= self.limit
 
     @property
     def text(self) -> str:
-        return f"{'<=' if self.direction == 'at_most' else '>='} {self.ratio:g}x"
+        sign = "<=" if self.direction == "at_most" else ">="
+        return f"{sign} {self.limit:g} {self.unit}" if self.unit else f"{sign} {self.limit:g}x"
 
 
 @dataclass
@@ -151,9 +106,9 @@ class Figure:
     @property
     def met(self) -> bool | None:
         ratio = self.ratio
-        if self.goal is None or ratio is None:
+        if self.goal is None or ratio is None or self.project is None:
             return None
-        return self.goal.met(ratio)
+        return self.goal.met(ratio, self.project.median)
 
     def skip(self, reason: str) -> Figure:
         self.not_measured = reason
@@ -173,7 +128,7 @@ class Figure:
             "ratio": self.ratio,
             "goal": None
             if self.goal is None
-            else {"ratio": self.goal.ratio, "direction": self.goal.direction},
+            else {"limit": self.goal.limit, "direction": self.goal.direction, "unit": self.goal.unit},
             "met": self.met,
             "repetitions": self.repetitions,
             "notes": self.notes,
