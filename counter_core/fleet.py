@@ -268,7 +268,11 @@ STRAY_AGE_S = 3600
 
 
 def sweep_temporaries(
-    root: Path, *, older_than_s: float = STRAY_AGE_S, now: float | None = None
+    root: Path,
+    *,
+    prefixes: tuple[str, ...] | None = None,
+    older_than_s: float = STRAY_AGE_S,
+    now: float | None = None,
 ) -> list[Path]:
     """Delete build files of interrupted counter creations older than `older_than_s`; return them.
 
@@ -279,7 +283,7 @@ def sweep_temporaries(
     """
     cutoff = (time.time() if now is None else now) - older_than_s
     removed: list[Path] = []
-    for path in iter_stray_temporaries(root):
+    for path in iter_stray_temporaries(root, prefixes=prefixes):
         try:
             info = path.lstat()
             if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
