@@ -13,6 +13,7 @@ from counter_core.errors import (
     MigrationDrift,
     MigrationError,
     MigrationFailed,
+    MigrationQuarantined,
     NotACounterDatabase,
     SchemaTooNew,
     StorageBusy,
@@ -20,6 +21,7 @@ from counter_core.errors import (
 from counter_core.manifest import Manifest, Migration, bundled_manifest, load_manifest, parse_manifest
 from counter_core.migrate import APPLICATION_ID, MigrationReport, ensure_current
 from counter_core.paths import counter_path, iter_counter_files, validate_counter_id
+from counter_core.quarantine import Quarantine
 
 __all__ = [
     "APPLICATION_ID",
@@ -34,8 +36,10 @@ __all__ = [
     "MigrationDrift",
     "MigrationError",
     "MigrationFailed",
+    "MigrationQuarantined",
     "MigrationReport",
     "NotACounterDatabase",
+    "Quarantine",
     "SchemaTooNew",
     "StorageBusy",
     "bundled_manifest",

@@ -14,10 +14,11 @@ from typing import TypeVar
 import apsw
 
 from counter_core.create import Created, LinkUnsupported, create_database
-from counter_core.errors import CounterNotFound, StorageBusy
+from counter_core.errors import CounterNotFound, MigrationFailed, StorageBusy
 from counter_core.manifest import Manifest
 from counter_core.migrate import MigrationReport, ensure_current, not_a_database
 from counter_core.paths import counter_path
+from counter_core.quarantine import Quarantine
 
 
 def _journal_mode(conn: apsw.Connection) -> None:
@@ -110,6 +111,7 @@ class ConnectionCache:
         capacity: int,
         busy_timeout_ms: int,
         on_migrated: MigrationListener | None = None,
+        quarantine: Quarantine | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -118,6 +120,7 @@ class ConnectionCache:
         self.capacity = capacity
         self.busy_timeout_ms = busy_timeout_ms
         self._on_migrated = on_migrated
+        self.quarantine = quarantine if quarantine is not None else Quarantine()
         self._open: OrderedDict[str, apsw.Connection] = OrderedDict()
 
     def __len__(self) -> int:
@@ -144,6 +147,7 @@ class ConnectionCache:
         if conn is not None:
             self._open.move_to_end(counter_id)
             return conn
+        self.quarantine.check(counter_id)  # a recently failed migration is not retried yet (quarantine.py)
         path = counter_path(self.root, counter_id)
         label = f"counter {counter_id!r}"
         try:
@@ -164,10 +168,13 @@ class ConnectionCache:
             conn = open_database(path, create=in_place, busy_timeout_ms=self.busy_timeout_ms)
         try:
             report = ensure_current(conn, self.manifest, label=label)
-        except BaseException:
-            # Not cached: the next request retries the migration from scratch.
+        except BaseException as exc:
+            # Not cached: the next request retries the migration from scratch (after a back-off if it failed).
             conn.close()
+            if isinstance(exc, MigrationFailed):
+                self.quarantine.record(counter_id, exc)
             raise
+        self.quarantine.release(counter_id)
         if report is not None and self._on_migrated is not None:
             self._on_migrated(counter_id, report)
         self._open[counter_id] = conn

@@ -110,6 +110,16 @@ class MigrationFailed(MigrationError):
         self.statement = statement
 
 
+class MigrationQuarantined(MigrationFailed):
+    """The counter's migration failed recently; this process does not retry it until its back-off ends."""
+
+    code = "migration_failed"
+
+    def __init__(self, message: str, *, public: str, tag: str = "", retry_after_s: int) -> None:
+        super().__init__(message, public=public, tag=tag)
+        self.retry_after_s = retry_after_s
+
+
 class OutOfRange(CounterError):
     """The operation would take the value outside a signed 64-bit integer; nothing changed."""
 
