@@ -450,20 +450,24 @@ def test_worker_requeues_records_it_did_not_reach_in_time(
     ]
 
 
+@pytest.mark.parametrize("bad_file", ["foreign database", "text file"])
 def test_worker_reports_the_record_whose_shard_has_a_failed_file(
     fleet_queue: Queue,
     counters_root: Path,
     v1_shard: list[Path],
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
+    bad_file: str,
 ) -> None:
-    # GIVEN shard 'ab' also holds a foreign SQLite database under a counter's file name
+    # GIVEN shard 'ab' also holds, under a counter's file name, a foreign SQLite database or a text
+    # file (corrupt: not a database at all)
     [foreign_id] = _ids_in_shard(SHARD, 1, tag="foreign")
     foreign = counter_path(counters_root, foreign_id)
     foreign.parent.mkdir(parents=True, exist_ok=True)
-    conn = apsw.Connection(str(foreign))
-    conn.execute("CREATE TABLE accounts (id integer)")
-    conn.close()
+    if bad_file == "text file":
+        foreign.write_text("not a database " * 100)
+    else:
+        apsw.Connection(str(foreign)).execute("CREATE TABLE accounts (id integer)").close()
     foreign_bytes = foreign.read_bytes()
     [other] = sorted((counters_root / OTHER_SHARD).rglob("*.sqlite3"))
     capsys.readouterr()
@@ -560,27 +564,6 @@ def test_worker_fails_every_record_when_the_root_does_not_exist(
         logged["reason"] == f"{counters_root} does not exist - check the path (is the file system mounted?)"
     )
     assert fleet_queue.drain() == []
-
-
-def test_worker_fails_only_the_record_whose_shard_holds_a_corrupt_file(
-    fleet_queue: Queue, counters_root: Path, v1_shard: list[Path]
-) -> None:
-    # GIVEN a text file (not a database at all) at a counter's path in shard 'ab'
-    [corrupt_id] = _ids_in_shard(SHARD, 1, tag="corrupt")
-    corrupt = counter_path(counters_root, corrupt_id)
-    corrupt.parent.mkdir(parents=True, exist_ok=True)
-    corrupt.write_text("not a database " * 100)
-    [other] = sorted((counters_root / OTHER_SHARD).rglob("*.sqlite3"))
-    event = _event(
-        _record("m-ab", {"prefix": SHARD, "after": None}),
-        _record("m-cd", {"prefix": OTHER_SHARD, "after": None}),
-    )
-    # WHEN the batch is worked
-    result = fleet.migrate_shard(event, FakeContext())
-    # THEN only 'ab' fails; every healthy file of both shards is migrated; the text file is untouched
-    assert result == {"batchItemFailures": [{"itemIdentifier": "m-ab"}]}
-    assert [_version(path) for path in [*v1_shard, other]] == [2] * 7
-    assert corrupt.read_text() == "not a database " * 100
 
 
 def test_worker_sweeps_old_stray_build_files_of_a_finished_shard(
