@@ -164,7 +164,9 @@ def _error_instances() -> list[errors.CounterError]:
     while pending:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())
-        if issubclass(cls, errors.MigrationFailed):
+        if issubclass(cls, errors.MigrationQuarantined):
+            instances.append(cls("full story", public="client story", tag="0001_x", retry_after_s=30))
+        elif issubclass(cls, errors.MigrationFailed):
             instances.append(cls("full story", public="client story", tag="0001_x", statement=3))
         elif issubclass(cls, errors.MigrationError):
             instances.append(cls("full story", public="client story"))
