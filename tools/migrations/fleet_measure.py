@@ -11,7 +11,8 @@ and is timed from start to end; the raw side does the same reads and writes with
 - migrate: open read-write with the project's pragmas, `BEGIN EXCLUSIVE`, the statement, the record,
   user_version, COMMIT - in WORKERS spawned processes, like the command. Each side migrates its own
   copy of the files.
-Prints one line per figure: project ms/file, raw ms/file, ratio. A measurement, not a test.
+Prints one line per figure: project ms/file, raw ms/file, ratio. Raw runs first in each figure, after
+an fsync of the built files and a read of every file. A measurement, not a test.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import contextlib
 import io
 import multiprocessing
+import os
 import shutil
 import sys
 import time
@@ -36,6 +38,10 @@ from tools.migrations.manifest import write_manifest
 
 ADDITIVE = "ALTER TABLE `counter_metadata` ADD `note` text;"
 _REPO = Path(__file__).resolve().parents[2]
+_RECORD = (
+    'INSERT INTO __migrations (idx, tag, sha256, "when", applied_at, additive) VALUES (1, ?, ?, 0, ?, 1)'
+)
+_RECORD_VALUES = ("0001_add_note", "0" * 64, "2026-01-01T00:00:00.000Z")
 
 
 def _folders(base: Path) -> tuple[Path, Path]:
@@ -86,6 +92,8 @@ def _raw_survey(path: Path, statements: tuple[str, ...]) -> None:
         copy.execute("BEGIN EXCLUSIVE")
         for statement in statements:
             copy.execute(statement)
+        copy.execute(_RECORD, _RECORD_VALUES)
+        copy.execute("PRAGMA user_version=2")
         copy.execute("COMMIT")
         copy.close()
     conn.close()
@@ -120,10 +128,7 @@ def _raw_migrate(path: Path) -> None:
     conn.execute("SELECT idx, tag, sha256, additive FROM __migrations ORDER BY idx").fetchall()
     for statement in _raw_statements:
         conn.execute(statement)
-    conn.execute(
-        'INSERT INTO __migrations (idx, tag, sha256, "when", applied_at, additive) VALUES (1, ?, ?, 0, ?, 1)',
-        ("0001_add_note", "0" * 64, "2026-01-01T00:00:00.000Z"),
-    )
+    conn.execute(_RECORD, _RECORD_VALUES)
     conn.execute(f"PRAGMA user_version=2; PRAGMA application_id={APPLICATION_ID}").fetchall()
     conn.execute("COMMIT")
     conn.close()
@@ -158,12 +163,17 @@ def main(argv: list[str] | None = None) -> int:
     statements = load_manifest(v2).migrations[1].statements
     paths = sorted(iter_counter_files(raw_root))
     figures: list[tuple[str, float, float]] = []
+    # Building wrote every file: flush it, and read every file once, so that neither side pays for
+    # the other's writeback or for a cold page cache (the raw side runs first in every figure).
+    os.sync()
+    _raw_status(raw_root, ())
+    _raw_status(project_root, ())
 
+    raw = _timed(lambda: _raw_status(raw_root, statements))
     project = _timed(lambda: fleet.status(project_root, v2, as_json=True, workers=1))
-    raw = _timed(lambda: _raw_status(raw_root, statements))
     figures.append(("status (1 process), all files behind", project, raw))
-    project = _timed(lambda: fleet.preflight(project_root, v2, as_json=True, workers=1, progress=False))
     raw = _timed(lambda: _raw_status(raw_root, statements))
+    project = _timed(lambda: fleet.preflight(project_root, v2, as_json=True, workers=1, progress=False))
     figures.append(("preflight (1 process)", project, raw))
 
     def raw_migrate() -> None:
@@ -173,11 +183,13 @@ def main(argv: list[str] | None = None) -> int:
             for _ in pool.imap_unordered(_raw_migrate, paths, chunksize=16):
                 pass
 
-    project = _timed(lambda: fleet.migrate(project_root, v2, workers=args.workers, progress=False))
+    os.sync()
     raw = _timed(raw_migrate)
+    os.sync()
+    project = _timed(lambda: fleet.migrate(project_root, v2, workers=args.workers, progress=False))
     figures.append((f"migrate ({args.workers} worker processes)", project, raw))
-    project = _timed(lambda: fleet.status(project_root, v2, as_json=True, workers=1))
     raw = _timed(lambda: _raw_status(raw_root, ()))
+    project = _timed(lambda: fleet.status(project_root, v2, as_json=True, workers=1))
     figures.append(("status (1 process), all files current", project, raw))
 
     print(f"{'figure':<42} {'project ms/file':>15} {'raw ms/file':>12} {'ratio':>6}   ({args.files} files)")
