@@ -22,6 +22,17 @@ def make_counter(root: Path, counter_id: str, manifest: Manifest) -> Path:
     return path
 
 
+def file_version(path: Path) -> int:
+    """The file's user_version, read without changing it."""
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        row = conn.execute("PRAGMA user_version").fetchone()
+        assert row is not None
+        return int(row[0])
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def mixed_root(tmp_path: Path, v1_manifest: Manifest, v2_manifest: Manifest) -> Path:
     """Counters at v1 and v2, a foreign database in a counter's place, and files that are not counters."""

@@ -24,6 +24,7 @@ from moto import mock_aws
 from counter_core import Manifest, counter_path, ensure_current, open_database
 from counter_core.paths import counter_hash
 from handlers import fleet
+from tests.test_fleet import file_version as _version
 
 SHARD = "ab"
 OTHER_SHARD = "cd"
@@ -137,16 +138,6 @@ def v1_shard(counters_root: Path, v1_manifest: Manifest) -> list[Path]:
     """Six counter files of shard 'ab' at v1, sorted by name (and one of shard 'cd', also at v1)."""
     _counters(counters_root, OTHER_SHARD, 1, v1_manifest, tag="other")
     return _counters(counters_root, SHARD, 6, v1_manifest, tag="c")
-
-
-def _version(path: Path) -> int:
-    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        row = conn.execute("PRAGMA user_version").fetchone()
-        assert row is not None
-        return int(row[0])
-    finally:
-        conn.close()
 
 
 def _applied(path: Path) -> list[int]:

@@ -2,9 +2,11 @@
 
 `multiprocessing.Pool` waits forever when a worker dies mid-task (the task is simply lost), and its
 result thread dies on a result that cannot be unpickled; both hung `migrate`. Here each worker gets a
-small batch of paths and answers file by file, so the parent always knows which file each worker is
-on. A worker that dies (a crash, the OOM killer, a SIGKILL) is reported against that one file, with
-its exit code; the rest of its batch goes back to the queue and a fresh worker takes its place.
+small batch of paths and answers once per batch, and before each file it writes the file's position
+in the batch to a shared integer (a memory write, no system call), so the parent always knows which
+file a worker is on. A worker that dies (a crash, the OOM killer, a SIGKILL) is reported against
+that one file, with its exit code; the other files of its batches go back to the queue (running a
+job twice is harmless: a second migration is the fast path) and a fresh worker takes its place.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 # Paths handed to a worker at a time: enough to amortise the pipe round trip, few enough that work
 # stays balanced across workers at the end of a run.
@@ -28,18 +30,28 @@ Setup = Callable[[Any], Any]  # (argument) -> the worker's context, built once p
 Died = Callable[[Path, str], Any]  # (path, why) -> the result to report for a file whose worker died
 
 
-def _worker(setup: Setup, argument: Any, job: Job, conn: Connection) -> None:
+class _Position(Protocol):
+    value: int
+
+
+def _worker(setup: Setup, argument: Any, job: Job, conn: Connection, position: _Position) -> None:
     context = setup(argument)
     while (paths := conn.recv()) is not None:
-        for path in paths:
-            conn.send(job(path, context))
+        results = []
+        for index, path in enumerate(paths):
+            position.value = index
+            results.append(job(path, context))
+        position.value = -1
+        conn.send(results)
 
 
 @dataclass
 class _Worker:
     process: BaseProcess
     conn: Connection
-    assigned: deque[Path] = field(default_factory=deque)
+    position: _Position
+    # Batches sent and not yet answered, oldest first; the worker works them in that order.
+    assigned: deque[list[Path]] = field(default_factory=deque)
     stopped: bool = False
 
 
@@ -72,18 +84,19 @@ def run(
 
     def start() -> _Worker:
         parent, child = spawn.Pipe()
-        process = spawn.Process(target=_worker, args=(setup, argument, job, child), daemon=True)
+        position = spawn.RawValue("i", -1)
+        process = spawn.Process(target=_worker, args=(setup, argument, job, child, position), daemon=True)
         process.start()
         child.close()
-        return _Worker(process, parent)
+        return _Worker(process, parent, position)
 
     def feed(worker: _Worker) -> None:
         # Keep a second batch queued behind the one in hand, so a worker never idles on the pipe.
-        if todo and len(worker.assigned) <= BATCH // 2:
+        while todo and len(worker.assigned) < 2:
             batch = [todo.popleft() for _ in range(min(BATCH, len(todo)))]
-            worker.assigned.extend(batch)
+            worker.assigned.append(batch)
             worker.conn.send(batch)
-        elif not todo and not worker.assigned and not worker.stopped:
+        if not todo and not worker.assigned and not worker.stopped:
             worker.conn.send(None)
             worker.stopped = True
 
@@ -100,16 +113,22 @@ def run(
                 alive = worker.process.is_alive()
                 while worker.assigned and worker.conn.poll():
                     try:
-                        result = worker.conn.recv()
+                        results = worker.conn.recv()
                     except (EOFError, OSError):
                         break  # the worker died; handled below
                     worker.assigned.popleft()
-                    yield result
+                    yield from results
                     feed(worker)
                 if worker.assigned and not alive:
                     worker.process.join()
-                    yield died(worker.assigned.popleft(), _death(worker.process.exitcode))
-                    todo.extendleft(reversed(worker.assigned))
+                    batch = worker.assigned.popleft()
+                    # -1: it died outside a job (starting up): charge the batch's first file, so a
+                    # worker that cannot start costs one file per attempt instead of looping.
+                    culprit = max(0, worker.position.value)
+                    yield died(batch[culprit], _death(worker.process.exitcode))
+                    rest = [*batch[:culprit], *batch[culprit + 1 :], *(p for b in worker.assigned for p in b)]
+                    todo.extendleft(reversed(rest))
+                    worker.assigned.clear()
                     worker.conn.close()
                     pool.remove(worker)
                     if todo:
