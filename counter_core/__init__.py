@@ -14,6 +14,7 @@ from counter_core.errors import (
     MigrationDrift,
     MigrationError,
     MigrationFailed,
+    MigrationQuarantined,
     NotACounterDatabase,
     SchemaTooNew,
     StorageBusy,
@@ -21,6 +22,7 @@ from counter_core.errors import (
 from counter_core.manifest import Manifest, Migration, bundled_manifest, load_manifest, parse_manifest
 from counter_core.migrate import APPLICATION_ID, MigrationReport, ensure_current
 from counter_core.paths import counter_path, iter_counter_files, validate_counter_id
+from counter_core.quarantine import Quarantine
 
 __all__ = [
     "APPLICATION_ID",
@@ -36,8 +38,10 @@ __all__ = [
     "MigrationDrift",
     "MigrationError",
     "MigrationFailed",
+    "MigrationQuarantined",
     "MigrationReport",
     "NotACounterDatabase",
+    "Quarantine",
     "SchemaTooNew",
     "StorageBusy",
     "bundled_manifest",

@@ -18,7 +18,13 @@ from typing import TypeVar
 import apsw
 
 from counter_core.create import Created, LinkUnsupported, auto_vacuum_full, create_database
-from counter_core.errors import CounterFileDamaged, CounterNotFound, NotACounterDatabase, StorageBusy
+from counter_core.errors import (
+    CounterFileDamaged,
+    CounterNotFound,
+    MigrationFailed,
+    NotACounterDatabase,
+    StorageBusy,
+)
 from counter_core.manifest import Manifest
 from counter_core.migrate import (
     APPLICATION_ID,
@@ -33,6 +39,7 @@ from counter_core.migrate import (
     refused_open,
 )
 from counter_core.paths import counter_path, resolve_root
+from counter_core.quarantine import Quarantine
 
 _HEADER_BYTES = 100
 _MAGIC = b"SQLite format 3\x00"
@@ -245,6 +252,7 @@ class ConnectionCache:
         capacity: int,
         busy_timeout_ms: int,
         on_migrated: MigrationListener | None = None,
+        quarantine: Quarantine | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -257,6 +265,7 @@ class ConnectionCache:
         self.capacity = capacity
         self.busy_timeout_ms = busy_timeout_ms
         self._on_migrated = on_migrated
+        self.quarantine = quarantine if quarantine is not None else Quarantine()
         self._open: OrderedDict[str, _Entry] = OrderedDict()
 
     def __len__(self) -> int:
@@ -283,6 +292,9 @@ class ConnectionCache:
         new file is cached for the next request. Without `seed`, an absent file raises
         CounterNotFound and creates nothing - after one lookup.
         """
+        # A counter whose migration failed recently is not retried yet (counter_core.quarantine): a
+        # dict lookup, no file-system call, and before the caller's BEGIN could wait on the file's lock.
+        self.quarantine.check(counter_id)
         entry = self._open.get(counter_id)
         if entry is not None:
             self._open.move_to_end(counter_id)
@@ -344,7 +356,13 @@ class ConnectionCache:
         assert row is not None  # the pragma functions always return one row
         if self._accepts(entry, row):
             return None
-        return self._admit_slowly(counter_id, conn, begin, row, retried=False)
+        try:
+            report = self._admit_slowly(counter_id, conn, begin, row, retried=False)
+        except MigrationFailed as exc:
+            self.quarantine.record(counter_id, exc)
+            raise
+        self.quarantine.release(counter_id)
+        return report
 
     def _accepts(self, entry: _Entry | None, row: tuple[object, ...]) -> bool:
         """Whether a header is this bundle's, or a newer one already found additive; remembered if so."""
@@ -425,9 +443,12 @@ class ConnectionCache:
         conn = open_database(path, create=True, busy_timeout_ms=self.busy_timeout_ms, label=label)
         try:
             report = ensure_current(conn, self.manifest, label=label)
-        except BaseException:
+        except BaseException as exc:
             conn.close()
+            if isinstance(exc, MigrationFailed):
+                self.quarantine.record(counter_id, exc)
             raise
+        self.quarantine.release(counter_id)
         if report is not None and self._on_migrated is not None:
             self._on_migrated(counter_id, report)
         return self._keep(counter_id, conn)

@@ -67,6 +67,11 @@ class MigrationError(CounterError):
     def public_message(self) -> str:
         return self._public
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Errors cross process boundaries (fleet workers): Exception's default reduce calls
+        # cls(*args) and would lose the keyword-only `public` (and raise TypeError while unpickling).
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
 
 class NotACounterDatabase(MigrationError):
     """The file is an SQLite database of some other application; it is never migrated."""
@@ -103,6 +108,23 @@ class MigrationFailed(MigrationError):
 
     code = "migration_failed"
 
+    def __init__(self, message: str, *, public: str, tag: str = "", statement: int | None = None) -> None:
+        super().__init__(message, public=public)
+        # Which migration failed, and at which statement (1-based; None for the foreign key check
+        # after all statements): fleet tools report them as fields.
+        self.tag = tag
+        self.statement = statement
+
+
+class MigrationQuarantined(MigrationFailed):
+    """The counter's migration failed recently; this process does not retry it until its back-off ends."""
+
+    code = "migration_failed"
+
+    def __init__(self, message: str, *, public: str, tag: str = "", retry_after_s: int) -> None:
+        super().__init__(message, public=public, tag=tag)
+        self.retry_after_s = retry_after_s
+
 
 class OutOfRange(CounterError):
     """The operation would take the value outside a signed 64-bit integer; nothing changed."""
@@ -120,3 +142,11 @@ class InvalidCursor(CounterError):
     """A history cursor was not one this service issued."""
 
     code = "invalid_cursor"
+
+
+def _rebuild(cls: type[MigrationError], args: tuple[object, ...], state: dict[str, object]) -> MigrationError:
+    """Unpickle a MigrationError without calling its __init__ (its keyword arguments live in `state`)."""
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error

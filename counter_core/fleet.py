@@ -1,11 +1,22 @@
-"""One counter file at a time, as fleet tools see it: survey it read-only, or migrate it eagerly.
+"""One counter file at a time, as fleet tools see it: survey it read-only, try its migrations, migrate it.
 
-Used by `tools.migrations status|migrate` and by the SQS fleet worker; both walk files with
-`paths.iter_counter_files`, so nothing that is not shaped like a counter file is ever opened.
+Used by `tools.migrations status|preflight|migrate` and by the fleet Lambda functions; all walk files
+with `paths.iter_counter_files`, so nothing that is not named like a counter file is ever opened, and
+`_refusal` below keeps them to regular files (a FIFO would block an open forever).
+
+Guarantees:
+- `survey_file` never writes: the file is opened read-only, and a trial of its pending migrations
+  runs on an in-memory copy made with SQLite's backup API. No journal, no temporary file, no byte
+  of the counter file changes, whatever happens - a process killed mid-survey leaves nothing behind.
+- `migrate_file` never raises for a file: every per-file failure comes back as a FAILED result
+  naming what went wrong, so one bad file never stops a fleet run.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -13,19 +24,40 @@ from pathlib import Path
 import apsw
 
 from counter_core.connection import open_database
-from counter_core.errors import MigrationError, StorageBusy
+from counter_core.errors import CounterError, MigrationFailed
 from counter_core.manifest import Manifest
 from counter_core.migrate import APPLICATION_ID, applied_migrations, ensure_current, read_header
+from counter_core.paths import iter_stray_temporaries
+
+# How long a survey waits for a writer's lock; surveys only need a shared lock, held by writers
+# for milliseconds.
+SURVEY_BUSY_TIMEOUT_MS = 1000
 
 
 class FileState(StrEnum):
     CURRENT = "current"
     BEHIND = "behind"  # lazily migrated on next open, or by `migrate`
+    FAILING = "failing"  # behind, and its pending migrations fail on its rows (preflight's "would fail")
     NEWER = "newer"  # applied migrations this bundle does not know (all additive: still served)
     NEWER_BREAKING = "newer_breaking"
     DRIFTED = "drifted"
     FOREIGN = "foreign"
+    EMPTY = "empty"  # 0 bytes: new files only appear complete, so this is damage
+    NOT_A_FILE = "not_a_file"  # a FIFO, directory, symlink or device at a counter's path
+    HOT_JOURNAL = "hot_journal"  # a crashed writer's journal: the next read-write open rolls it back
     UNREADABLE = "unreadable"
+
+
+# The states that need a person; every other state resolves itself or by `migrate`.
+PROBLEMS: tuple[FileState, ...] = (
+    FileState.FAILING,
+    FileState.NEWER_BREAKING,
+    FileState.DRIFTED,
+    FileState.FOREIGN,
+    FileState.EMPTY,
+    FileState.NOT_A_FILE,
+    FileState.UNREADABLE,
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +66,10 @@ class FileSurvey:
     state: FileState
     version: int | None
     detail: str = ""
+    counter_id: str | None = None  # the ID stored in the file, where it holds one
+    pending: tuple[str, ...] = ()  # tags a migration would apply (BEHIND, FAILING)
+    failed_tag: str = ""  # FAILING: the migration that fails
+    failed_statement: int | None = None  # FAILING: its statement number (None: the foreign key check)
 
 
 class MigrateOutcome(StrEnum):
@@ -50,19 +86,87 @@ class FileMigration:
     error: str = ""
 
 
-def survey_file(path: Path, manifest: Manifest) -> FileSurvey:
-    """Classify one counter file without writing to it (opened read-only; never migrated)."""
+def _refusal(path: Path) -> tuple[FileState, str] | None:
+    """Why a path must not be opened at all (not a regular file, or empty), else None. One lstat."""
+    try:
+        info = path.lstat()
+    except OSError as exc:
+        return FileState.UNREADABLE, f"cannot stat it ({exc.strerror})"
+    mode = info.st_mode
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a directory"
+            if stat.S_ISDIR(mode)
+            else "a symlink"
+            if stat.S_ISLNK(mode)
+            else "a socket or device"
+        )
+        return FileState.NOT_A_FILE, f"{kind}, not a regular file - never opened; move it away"
+    if info.st_size == 0:
+        return (
+            FileState.EMPTY,
+            "0 bytes: new counter files only appear complete, so this one lost its data - restore it from backup",
+        )
+    return None
+
+
+def survey_file(path: Path, manifest: Manifest, *, trial: bool = True) -> FileSurvey:
+    """Classify one counter file without writing to it; with `trial`, try a behind file's migrations.
+
+    Read-only: the file is opened with SQLITE_OPEN_READONLY, and the trial runs the real migration
+    engine on an in-memory copy (backup API), so it reports exactly what a real migration would do.
+    """
+    refused = _refusal(path)
+    if refused is not None:
+        return FileSurvey(path, refused[0], None, refused[1])
     try:
         conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_NOFOLLOW)
     except apsw.Error as exc:
         return FileSurvey(path, FileState.UNREADABLE, None, str(exc))
     try:
-        conn.set_busy_timeout(1000)
-        return _survey(conn, path, manifest)
+        conn.set_busy_timeout(SURVEY_BUSY_TIMEOUT_MS)
+        survey = _survey(conn, path, manifest)
+        if trial and survey.state is FileState.BEHIND:
+            survey = _trial(conn, survey, manifest)
+        return survey
+    except apsw.ReadOnlyError as exc:
+        # (the extended code is set on every apsw.Error; the type stubs do not declare it)
+        if getattr(exc, "extendedresult", None) == apsw.SQLITE_READONLY_ROLLBACK:
+            return FileSurvey(
+                path,
+                FileState.HOT_JOURNAL,
+                None,
+                "a writer died mid-transaction; its journal rolls back on the next read-write open"
+                " (a request, or `migrate`) - nothing to do; survey again after that",
+            )
+        return FileSurvey(path, FileState.UNREADABLE, None, str(exc))
     except apsw.Error as exc:
         return FileSurvey(path, FileState.UNREADABLE, None, str(exc))
     finally:
         conn.close()
+
+
+def _counter_id(conn: apsw.Connection) -> str | None:
+    """The counter ID the file stores (schema.sql: counter_metadata.name), if it has one. Read-only."""
+    try:
+        row = conn.execute("SELECT name FROM counter_metadata WHERE id = 1").fetchone()
+    except apsw.SQLError:  # a schema without the table (an older history, a test's schema)
+        return None
+    return None if row is None else str(row[0])
+
+
+def history_drift(conn: apsw.Connection, manifest: Manifest) -> str | None:
+    """How the file's applied history differs from the manifest's (naming the tag), or None. Read-only."""
+    for record in applied_migrations(conn)[: manifest.version]:
+        expected = manifest.migrations[record.idx] if record.idx < manifest.version else None
+        if expected is None or record.sha256 != expected.sha256 or record.tag != expected.tag:
+            return (
+                f"migration '{record.tag}' was applied with sha256 {record.sha256}, which this bundle's"
+                " migrations do not match - restore the original migration file (git history)"
+            )
+    return None
 
 
 def _survey(conn: apsw.Connection, path: Path, manifest: Manifest) -> FileSurvey:
@@ -70,34 +174,121 @@ def _survey(conn: apsw.Connection, path: Path, manifest: Manifest) -> FileSurvey
     if application_id != APPLICATION_ID:
         tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
         if application_id == 0 and tables is not None and tables[0] == 0:
-            return FileSurvey(path, FileState.BEHIND, 0, "empty file, never migrated")
+            pending = tuple(m.tag for m in manifest.migrations)
+            return FileSurvey(path, FileState.BEHIND, 0, "never migrated", pending=pending)
         return FileSurvey(path, FileState.FOREIGN, None, f"application_id {application_id:#010x}")
-    applied = applied_migrations(conn)
-    for record in applied[: manifest.version]:
-        if record.idx >= manifest.version or record.sha256 != manifest.migrations[record.idx].sha256:
-            return FileSurvey(path, FileState.DRIFTED, version, f"'{record.tag}' has sha256 {record.sha256}")
+    counter_id = _counter_id(conn)
+    drift = history_drift(conn, manifest)
+    if drift is not None:
+        return FileSurvey(path, FileState.DRIFTED, version, drift, counter_id)
     if version > manifest.version:
+        applied = applied_migrations(conn)
         breaking = [record.tag for record in applied[manifest.version :] if not record.additive]
         if breaking:
-            return FileSurvey(path, FileState.NEWER_BREAKING, version, f"not additive: {breaking}")
-        return FileSurvey(path, FileState.NEWER, version)
+            return FileSurvey(
+                path, FileState.NEWER_BREAKING, version, f"not additive: {breaking}", counter_id
+            )
+        return FileSurvey(path, FileState.NEWER, version, "", counter_id)
     if version < manifest.version:
-        return FileSurvey(path, FileState.BEHIND, version)
-    return FileSurvey(path, FileState.CURRENT, version)
+        pending = tuple(m.tag for m in manifest.migrations[version:])
+        return FileSurvey(path, FileState.BEHIND, version, "", counter_id, pending)
+    return FileSurvey(path, FileState.CURRENT, version, "", counter_id)
+
+
+def _trial(conn: apsw.Connection, survey: FileSurvey, manifest: Manifest) -> FileSurvey:
+    """Run the pending migrations on an in-memory copy of the file; the file itself is only read."""
+    copy = apsw.Connection(":memory:")
+    try:
+        with copy.backup("main", conn, "main") as backup:
+            backup.step()  # all pages, under one shared lock on the source
+        copy.execute("PRAGMA foreign_keys=ON")  # as counter_core.connection sets it
+        ensure_current(copy, manifest, label=survey.path.name)
+    except MigrationFailed as exc:
+        reason = str(exc.__cause__) if exc.__cause__ is not None else str(exc).split(": ", 1)[-1]
+        where = f"statement {exc.statement}" if exc.statement is not None else "the foreign key check"
+        return FileSurvey(
+            survey.path,
+            FileState.FAILING,
+            survey.version,
+            f"migration '{exc.tag}' fails at {where}: {reason}",
+            survey.counter_id,
+            survey.pending,
+            failed_tag=exc.tag,
+            failed_statement=exc.statement,
+        )
+    except CounterError as exc:
+        return FileSurvey(survey.path, FileState.UNREADABLE, survey.version, str(exc), survey.counter_id)
+    finally:
+        copy.close()
+    return survey
 
 
 def migrate_file(path: Path, manifest: Manifest, *, busy_timeout_ms: int) -> FileMigration:
-    """Bring one existing counter file up to date; never creates a file. Failures are returned, not raised."""
+    """Bring one existing counter file up to date, verifying its applied history; never creates a file.
+
+    Every failure is returned, not raised, naming the cause: a file that is not a regular file or is
+    empty is never opened; a drifted file (an applied migration edited since) fails naming the tag,
+    current or not.
+    """
+    refused = _refusal(path)
+    if refused is not None:
+        return FileMigration(path, MigrateOutcome.FAILED, error=f"{refused[0].value}: {refused[1]}")
     try:
         conn = open_database(path, create=False, busy_timeout_ms=busy_timeout_ms)
-    except (apsw.Error, StorageBusy, MigrationError) as exc:  # the open refuses odd files itself
+    except (CounterError, apsw.Error, OSError) as exc:  # the open refuses odd files itself
         return FileMigration(path, MigrateOutcome.FAILED, error=str(exc))
     try:
         report = ensure_current(conn, manifest, label=path.name)
-    except (MigrationError, StorageBusy, apsw.Error) as exc:
+        # The engine verifies the history of a file it migrates; the fast path does not read it.
+        drift = history_drift(conn, manifest) if report is None else None
+    except (CounterError, apsw.Error, OSError) as exc:
         return FileMigration(path, MigrateOutcome.FAILED, error=str(exc))
     finally:
         conn.close()
+    if drift is not None:
+        return FileMigration(path, MigrateOutcome.FAILED, error=f"drifted: {drift}")
     if report is None or not report.applied:
         return FileMigration(path, MigrateOutcome.ALREADY_CURRENT)
     return FileMigration(path, MigrateOutcome.MIGRATED, applied=report.applied)
+
+
+def root_problem(root: Path) -> str | None:
+    """Why ROOT cannot be the counters root (missing, not a directory), else None: an operator error."""
+    if not root.exists():
+        return f"{root} does not exist - check the path (is the file system mounted?)"
+    if not root.is_dir():
+        return f"{root} is not a directory - give the directory holding the counter files"
+    if not os.access(root, os.R_OK | os.X_OK):
+        return f"{root} cannot be read - run as a user that can read the counter files"
+    return None
+
+
+# A build file younger than this may belong to a creation in progress (it takes milliseconds).
+STRAY_AGE_S = 3600
+
+
+def sweep_temporaries(
+    root: Path,
+    *,
+    prefixes: tuple[str, ...] | None = None,
+    older_than_s: float = STRAY_AGE_S,
+    now: float | None = None,
+) -> list[Path]:
+    """Delete build files of interrupted counter creations older than `older_than_s`; return them.
+
+    A `*.tmp` build file is private to the process that creates a counter (counter_core.create) and
+    is linked into place complete or not at all, so an old one belongs to a process that died: the
+    counter was never created from it, and deleting it loses nothing. Only names shaped exactly like
+    such files are touched (paths.iter_stray_temporaries), and only regular files.
+    """
+    cutoff = (time.time() if now is None else now) - older_than_s
+    removed: list[Path] = []
+    for path in iter_stray_temporaries(root, prefixes=prefixes):
+        try:
+            info = path.lstat()
+            if stat.S_ISREG(info.st_mode) and info.st_mtime < cutoff:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:
+            continue  # its creator finished (it unlinks its own build file) or another sweeper won
+    return removed

@@ -272,6 +272,8 @@ def _apply(conn: apsw.Connection, migration: Migration, *, label: str) -> None:
                 " - the database is unchanged; fix the migration and redeploy",
                 public=f"migration '{migration.tag}' failed - the database is unchanged; an operator must fix"
                 " the migration",
+                tag=migration.tag,
+                statement=number,
             ) from exc
 
 
@@ -291,6 +293,7 @@ def check_foreign_keys_after(conn: apsw.Connection, pending: tuple[Migration, ..
             f"{label}: after {tags} {len(violations)} row(s) violate foreign keys in table(s) {tables}"
             " - the database is unchanged; fix the migration so child rows keep a parent",
             public=f"migration {tags[-1] if tags else ''} would break foreign keys - the database is unchanged",
+            tag=tags[-1] if tags else "",
         )
 
 

@@ -150,7 +150,7 @@ def temporary_name(path: Path, *, pid: int, token: str) -> Path:
     return path.with_name(f"{path.name}.{pid}-{token}.tmp")
 
 
-def iter_stray_temporaries(root: Path) -> Iterator[Path]:
+def iter_stray_temporaries(root: Path, *, prefixes: tuple[str, ...] | None = None) -> Iterator[Path]:
     """Build files left by a process that died while creating a counter (never counter files)."""
-    for directory in _fan_out_dirs(root):
+    for directory in _fan_out_dirs(root, prefixes):
         yield from sorted(p for p in directory.iterdir() if _TEMPORARY_NAME.match(p.name))

@@ -17,7 +17,9 @@ from pydantic import BaseModel, ValidationError
 from counter_core import (
     ConnectionCache,
     CounterError,
+    MigrationFailed,
     MigrationReport,
+    Quarantine,
     bundled_manifest,
     config,
     validate_counter_id,
@@ -61,6 +63,7 @@ class _State:
             capacity=config.connection_cache_size(),
             busy_timeout_ms=config.busy_timeout_ms(),
             on_migrated=_migrated,
+            quarantine=Quarantine(on_failure=_migration_failed),
         )
         self.store = CounterStore(
             self.cache,
@@ -113,6 +116,15 @@ def _migrated(counter_id: str, report: MigrationReport) -> None:
     if report.applied:
         emit_metric("MigrationsApplied", MetricUnit.Count, len(report.applied))
         emit_metric("MigrationTime", MetricUnit.Milliseconds, report.seconds * 1000)
+
+
+def _migration_failed(counter_id: str, error: MigrationFailed) -> None:
+    """One metric per failed migration attempt; the file is quarantined for a back-off window."""
+    logger.error(
+        "counter migration failed - quarantined in this process for a back-off window",
+        extra={"counter_id": counter_id, "tag": error.tag, "reason": str(error)},
+    )
+    emit_metric("MigrationFailures", MetricUnit.Count, 1)
 
 
 def _lock_wait(seconds: float) -> None:

@@ -70,6 +70,8 @@ def from_domain_error(exc: domain.CounterError, request_id: str) -> Response:
     headers: dict[str, str] = {}
     if isinstance(exc, domain.StorageBusy):
         headers["retry-after"] = RETRY_AFTER_BUSY_S
+    elif isinstance(exc, domain.MigrationQuarantined):
+        headers["retry-after"] = str(exc.retry_after_s)
     elif status == 503:
         headers["retry-after"] = RETRY_AFTER_MIGRATION_S
     return error_response(status, exc.code, exc.public_message, request_id, headers=headers)

@@ -2,9 +2,14 @@
 
 Lazy migration on first open stays the default; this pair brings every counter file up to date ahead
 of traffic, which no single 15-minute invocation could do for millions of files. A shard is a
-first-level fan-out directory (`ROOT/ab/`, 1/256 of the fleet); a message says where in it to start:
-`{"prefix": "ab", "after": null | "<file name>"}`. Migrating a file twice is harmless (the second time
-is the fast path, one header read), so duplicate or redelivered messages cost time, never correctness.
+first-level fan-out directory (`ROOT/ab/`, 1/256 of the fleet); a message names a range of it:
+`{"prefix": "ab", "after": null | "<file name>", "until": null | "<file name>"}`, the files named
+strictly after `after` up to and including `until`. A worker that hands work on splits its range at the
+last file it finished, so a continuation and a redelivery never cover the same file. Migrating a file
+twice is harmless (the second time is the fast path), so duplicates cost time, never correctness.
+
+The same function answers `{"action": "status"}` (see `status_action`): the fleet status as
+`python -m tools.migrations status --json` prints it, bounded, with a continuation.
 
 boto3 is not a bundled dependency: the Lambda Python runtime ships it, and it is imported on the first
 send only, so importing this module (and the API's cold start) never pays for it.
@@ -21,12 +26,20 @@ from pathlib import Path
 from typing import Any
 
 from counter_core import bundled_manifest, config, iter_counter_files
-from counter_core.fleet import FileMigration, MigrateOutcome, migrate_file
-from counter_core.paths import is_counter_file_basename, is_shard_prefix
+from counter_core.fleet import (
+    FileMigration,
+    MigrateOutcome,
+    migrate_file,
+    root_problem,
+    survey_file,
+    sweep_temporaries,
+)
+from counter_core.fleet_report import StatusReport
+from counter_core.paths import is_counter_file_basename, is_shard_prefix, iter_stray_temporaries
 from handlers import observability
 from handlers.observability import MetricUnit, emit_metric
 
-__all__ = ["BadFleetEvent", "FleetSendFailed", "migrate_shard", "plan"]
+__all__ = ["BadFleetEvent", "FleetRootUnusable", "FleetSendFailed", "migrate_shard", "plan", "status_action"]
 
 logger = observability.logger
 
@@ -50,6 +63,9 @@ _SEND_BUDGET_MS = 25_000
 _FILE_WORK_MS = 10_000
 # plan retries entries that SQS reports as failed (throttling, internal errors) after these pauses.
 PLAN_RETRY_DELAYS_S: tuple[float, ...] = (0.5, 2.0)
+
+
+_RETRY = "-retry"
 
 
 class BadFleetEvent(ValueError):
@@ -84,7 +100,7 @@ def plan(event: Mapping[str, Any] | None, context: Any) -> dict[str, int]:
     logger.append_keys(request_id=str(getattr(context, "aws_request_id", None) or "local"))
     prefixes = _planned_prefixes(event)
     queue_url = _queue_url()
-    bodies = {prefix: _message(prefix, None) for prefix in prefixes}
+    bodies = {prefix: _message(prefix, None, None) for prefix in prefixes}
     failed = _send(queue_url, bodies, retry_delays_s=PLAN_RETRY_DELAYS_S)
     if failed:
         by_reason: dict[str, list[str]] = {}
@@ -135,6 +151,7 @@ def _planned_prefixes(event: Mapping[str, Any] | None) -> tuple[str, ...]:
 class _Shard:
     prefix: str
     after: str | None
+    until: str | None = None
 
 
 @dataclass
@@ -148,12 +165,15 @@ class _Run:
     failed: list[FileMigration] = field(default_factory=list)
 
 
-def migrate_shard(event: Mapping[str, Any], context: Any) -> dict[str, list[dict[str, str]]]:
-    """SQS worker: migrate every counter file of each message's shard, from where the message says.
+def migrate_shard(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """SQS worker: migrate every counter file of each message's range; or answer `{"action": "status"}`.
 
     Before each file it checks `context.get_remaining_time_in_millis()` against
     `safety_margin_ms`; when time is short it queues a continuation `{"prefix", "after": <last file
-    done>}` and stops, so a shard is never cut off half-done. Records of the batch not reached in
+    done>, "until": <the message's until>}` and stops, so a shard is never cut off half-done. If files
+    of the part it walked failed, it also queues that part, `{"after": <the message's after>,
+    "until": <last file done>}`, and reports the record done: the redelivered and continued work
+    never overlap, and the failed part goes on to the dead-letter queue on its own. Records of the batch not reached in
     time are queued again unchanged, rather than reported as failures: a failure would wait out the
     queue's visibility timeout (six times the function's, template.yaml) and count towards
     maxReceiveCount, pushing a healthy shard towards the dead-letter queue.
@@ -161,9 +181,10 @@ def migrate_shard(event: Mapping[str, Any], context: Any) -> dict[str, list[dict
     Returned in `batchItemFailures` (SQS redelivers them; after maxReceiveCount receives they land in
     the dead-letter queue for an operator, who finds the files in the logs or with
     `python -m tools.migrations status`):
-    - a record whose shard had files that failed to migrate (the others in it are migrated, and a
-      continuation still carries the rest of the shard on if time ran short; the redelivery walks
-      its whole range again, the migrated files at the cost of one header read each);
+    - a record whose range had files that failed to migrate, walked to its end (the others in it are
+      migrated; the redelivery walks the range again, the migrated files at one header read each);
+    - every record when COUNTERS_ROOT does not exist (the file system is not mounted): an operator
+      error, so the shards reach the dead-letter queue instead of passing as empty;
     - a record whose body is malformed (logged with the reason);
     - a record whose continuation could not be queued (redelivery restarts from the message's own
       `after`; the files done since are the fast path);
@@ -171,6 +192,8 @@ def migrate_shard(event: Mapping[str, Any], context: Any) -> dict[str, list[dict
       is too short: continuing would hand the same work on for ever).
     """
     logger.append_keys(request_id=str(getattr(context, "aws_request_id", None) or "local"))
+    if "action" in event:
+        return status_action(event, context)
     root = config.counters_root()
     busy_timeout_ms = config.busy_timeout_ms()
     margin_ms = safety_margin_ms(busy_timeout_ms)
@@ -189,6 +212,15 @@ def migrate_shard(event: Mapping[str, Any], context: Any) -> dict[str, list[dict
                 "remaining_ms": context.get_remaining_time_in_millis(),
                 "margin_ms": margin_ms,
             },
+        )
+        failures = [record["messageId"] for record in records]
+        records = []
+    problem = root_problem(root) if records else None
+    if problem is not None:
+        logger.error(
+            "counters root unusable - every record is reported failed; mount the file system or fix"
+            " COUNTERS_ROOT, then redrive the dead-letter queue",
+            extra={"root": str(root), "reason": problem},
         )
         failures = [record["messageId"] for record in records]
         records = []
@@ -220,16 +252,25 @@ def migrate_shard(event: Mapping[str, Any], context: Any) -> dict[str, list[dict
                 "counter file failed to migrate",
                 extra={"message_id": message_id, "file": str(failed.path), "reason": failed.error},
             )
-        if run.failed:
+        if run.failed and run.complete:
             failures.append(message_id)
+        if run.complete and run.shard.until is None:
+            _sweep(root, run.shard.prefix, message_id)
 
-    continuations = {
-        message_id: _message(run.shard.prefix, run.last_done or run.shard.after)
-        for message_id, run in runs.items()
-        if not run.complete
-    }
+    # Unfinished records hand on the rest of their range; one whose walked part had failures hands
+    # that part on too, as its own message (see the docstring): entry IDs "<message id>" and
+    # "<message id>-retry" (SendMessageBatch IDs allow letters, digits, '-' and '_').
+    continuations: dict[str, str] = {}
+    for message_id, run in runs.items():
+        if run.complete:
+            continue
+        split = run.last_done or run.shard.after
+        continuations[message_id] = _message(run.shard.prefix, split, run.shard.until)
+        if run.failed:
+            continuations[f"{message_id}{_RETRY}"] = _message(run.shard.prefix, run.shard.after, split)
     if continuations:
-        failures.extend(_send_continuations(continuations))
+        not_sent = _send_continuations(continuations)
+        failures.extend(dict.fromkeys(entry.removesuffix(_RETRY) for entry in not_sent))
     for message_id, run in runs.items():
         logger.info(
             "fleet shard walked",
@@ -249,6 +290,8 @@ def migrate_shard(event: Mapping[str, Any], context: Any) -> dict[str, list[dict
 def _walk(run: _Run, root: Path, *, busy_timeout_ms: int, out_of_time: Callable[[], bool]) -> None:
     shard = run.shard
     for path in iter_counter_files(root, prefixes=(shard.prefix,), after=shard.after):
+        if shard.until is not None and path.name > shard.until:
+            break
         if out_of_time():
             return
         result = migrate_file(path, MANIFEST, busy_timeout_ms=busy_timeout_ms)
@@ -259,8 +302,20 @@ def _walk(run: _Run, root: Path, *, busy_timeout_ms: int, out_of_time: Callable[
     run.complete = True
 
 
+def _sweep(root: Path, prefix: str, message_id: str) -> None:
+    """Delete the shard's stray build files older than an hour (interrupted creations), logging each."""
+    try:
+        removed = sweep_temporaries(root, prefixes=(prefix,))
+    except OSError as exc:
+        logger.warning("stray build files not swept", extra={"prefix": prefix, "reason": str(exc)})
+        return
+    for path in removed:
+        logger.info("stray build file swept", extra={"message_id": message_id, "file": str(path)})
+    emit_metric("FleetStrayFilesSwept", MetricUnit.Count, len(removed))
+
+
 def _send_continuations(continuations: dict[str, str]) -> list[str]:
-    """Queue each unfinished record's continuation; return the message IDs that could not be."""
+    """Queue each unfinished record's continuation; return the entry keys that could not be."""
     try:
         queue_url = _queue_url()
     except FleetSendFailed as exc:
@@ -301,29 +356,99 @@ def _parse_message(body: object) -> _Shard:
         raise BadFleetEvent(f"the body is not JSON ({exc.msg}) - send a JSON object") from None
     if not isinstance(data, dict):
         raise BadFleetEvent(f"the body is a JSON {type(data).__name__} - send a JSON object")
-    unknown = sorted(key for key in data if key not in ("prefix", "after"))
+    unknown = sorted(key for key in data if key not in ("prefix", "after", "until"))
     if unknown:
         raise BadFleetEvent(
-            f"the body has unknown key(s) {', '.join(map(repr, unknown))} - send only 'prefix' and 'after'"
+            f"the body has unknown key(s) {', '.join(map(repr, unknown))}"
+            " - send only 'prefix', 'after' and 'until'"
         )
     prefix = data.get("prefix")
     if not isinstance(prefix, str) or not is_shard_prefix(prefix):
         raise BadFleetEvent(f'\'prefix\' is {prefix!r} - use two lowercase hex digits, "00" to "ff"')
-    after = data.get("after")
-    if after is not None and (
-        not isinstance(after, str) or not is_counter_file_basename(after) or not after.startswith(prefix)
-    ):
+    bounds = {key: data.get(key) for key in ("after", "until")}
+    for key, bound in bounds.items():
+        if bound is not None and (
+            not isinstance(bound, str) or not is_counter_file_basename(bound) or not bound.startswith(prefix)
+        ):
+            raise BadFleetEvent(
+                f"{key!r} is {bound!r} - use null or the name of a counter file of shard {prefix!r}"
+            )
+    return _Shard(prefix, bounds["after"], bounds["until"])
+
+
+# ---------------------------------------------------------------- status
+
+
+# One status page surveys at most this many files (about a second per thousand on EFS, by the
+# per-file round trips) and lists at most STATUS_LISTED of them; `next_after` continues.
+STATUS_PAGE_FILES = 20_000
+STATUS_LISTED = 100
+# Time kept in hand when surveying: one survey waits at most fleet.SURVEY_BUSY_TIMEOUT_MS for a lock.
+_STATUS_MARGIN_MS = 10_000
+
+
+class FleetRootUnusable(RuntimeError):
+    """COUNTERS_ROOT does not exist or is not a readable directory (the file system is not mounted)."""
+
+
+def status_action(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+    """`{"action": "status", "after"?: "<file name>", "limit"?: n}`: one page of the fleet status.
+
+    The same JSON as `python -m tools.migrations status --json` (counter_core.fleet_report), over the
+    counter files in hash order strictly after `after`: at most `limit` files (and as many as the
+    invocation's time allows), at most STATUS_LISTED of them listed (`attention_left_off` counts the
+    rest). `next_after` is null when the walk reached the end; otherwise send it as `after` for the
+    next page. Read-only: files are opened read-only and trial migrations run on in-memory copies.
+    """
+    after, limit = _parse_status(event)
+    root = config.counters_root()
+    problem = root_problem(root)
+    if problem is not None:
+        raise FleetRootUnusable(f"{problem} (COUNTERS_ROOT of this function)")
+    report = StatusReport(root, MANIFEST.version, attention_limit=STATUS_LISTED)
+    last: str | None = None
+    next_after: str | None = None
+    for surveyed, path in enumerate(iter_counter_files(root, after=after)):
+        if surveyed >= limit or int(context.get_remaining_time_in_millis()) < _STATUS_MARGIN_MS:
+            next_after = last or after
+            break
+        report.add(survey_file(path, MANIFEST))
+        last = path.name
+    temporaries = [
+        str(p.relative_to(root))
+        for p in iter_stray_temporaries(root)
+        if (after is None or p.name > after)
+        and (next_after is None or p.name[: len(next_after)] <= next_after)
+    ]
+    document = report.to_json(stray_temporaries=temporaries, next_after=next_after)
+    logger.info(
+        "fleet status page",
+        extra={"after": after, "files": report.files, "problems": report.problems, "next_after": next_after},
+    )
+    return document
+
+
+def _parse_status(event: Mapping[str, Any]) -> tuple[str | None, int]:
+    unknown = sorted(str(key) for key in event if key not in ("action", "after", "limit"))
+    if event.get("action") != "status" or unknown:
         raise BadFleetEvent(
-            f"'after' is {after!r} - use null or the name of a counter file of shard {prefix!r}"
+            f"unknown action {event.get('action')!r} or key(s) {unknown}"
+            ' - send {"action": "status"}, with "after": <next_after> to continue'
         )
-    return _Shard(prefix, after)
+    after = event.get("after")
+    if after is not None and (not isinstance(after, str) or not is_counter_file_basename(after)):
+        raise BadFleetEvent(f"'after' is {after!r} - use null or the next_after of the previous page")
+    limit = event.get("limit", STATUS_PAGE_FILES)
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= STATUS_PAGE_FILES:
+        raise BadFleetEvent(f"'limit' is {limit!r} - use a whole number from 1 to {STATUS_PAGE_FILES}")
+    return after, limit
 
 
 # ---------------------------------------------------------------- SQS
 
 
-def _message(prefix: str, after: str | None) -> str:
-    return json.dumps({"prefix": prefix, "after": after})
+def _message(prefix: str, after: str | None, until: str | None) -> str:
+    return json.dumps({"prefix": prefix, "after": after, "until": until})
 
 
 def _queue_url() -> str:

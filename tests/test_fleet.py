@@ -14,7 +14,7 @@ from tests.migration_folders import make_folder
 from tools.migrations.cli import main
 
 
-def _counter(root: Path, counter_id: str, manifest: Manifest) -> Path:
+def make_counter(root: Path, counter_id: str, manifest: Manifest) -> Path:
     path = counter_path(root, counter_id)
     conn = open_database(path, create=True, busy_timeout_ms=1000)
     ensure_current(conn, manifest, label=counter_id)
@@ -22,14 +22,25 @@ def _counter(root: Path, counter_id: str, manifest: Manifest) -> Path:
     return path
 
 
+def file_version(path: Path) -> int:
+    """The file's user_version, read without changing it."""
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        row = conn.execute("PRAGMA user_version").fetchone()
+        assert row is not None
+        return int(row[0])
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def mixed_root(tmp_path: Path, v1_manifest: Manifest, v2_manifest: Manifest) -> Path:
     """Counters at v1 and v2, a foreign database in a counter's place, and files that are not counters."""
     root = tmp_path / "counters"
     for n in range(5):
-        _counter(root, f"old-{n}", v1_manifest)
+        make_counter(root, f"old-{n}", v1_manifest)
     for n in range(3):
-        _counter(root, f"new-{n}", v2_manifest)
+        make_counter(root, f"new-{n}", v2_manifest)
     foreign = counter_path(root, "foreign")
     foreign.parent.mkdir(parents=True)
     conn = apsw.Connection(str(foreign))
@@ -65,12 +76,13 @@ def test_status_finds_drift_that_the_fast_path_does_not_read(
     tmp_path: Path, v1_manifest: Manifest, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "counters"
-    _counter(root, "a", v1_manifest)
+    make_counter(root, "a", v1_manifest)
     make_folder(tmp_path / "edited", [("init", PARENT_CHILD + "\n-- edited")])
     assert main(["status", str(root), "--migrations", str(tmp_path / "edited")]) == 1
     out = capsys.readouterr().out
-    assert "drifted: " in out and "'0000_init' has sha256" in out
-    assert out.splitlines()[-1] == "1 file(s) need an operator: see the list above; nothing was changed."
+    assert "drifted (1): an applied migration was edited after release" in out
+    assert "migration '0000_init' was applied with sha256" in out
+    assert out.splitlines()[-1] == "1 file(s) need an operator: see what to do above; nothing was changed."
 
 
 def test_migrate_brings_every_counter_forward_and_touches_nothing_else(
@@ -102,7 +114,7 @@ def test_migrate_on_a_clean_fleet_exits_0(
 ) -> None:
     root = tmp_path / "counters"
     for n in range(3):
-        _counter(root, str(n), v1_manifest)
+        make_counter(root, str(n), v1_manifest)
     make_folder(tmp_path / "next", [("init", PARENT_CHILD), ("add_note", ADD_NOTE)])
     assert (
         main(
@@ -117,7 +129,7 @@ def test_status_reports_stray_temporaries_of_interrupted_creations(
     tmp_path: Path, v1_manifest: Manifest, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "counters"
-    path = _counter(root, "a", v1_manifest)
+    path = make_counter(root, "a", v1_manifest)
     from counter_core.paths import temporary_name
 
     stray = temporary_name(path, pid=4242, token="0badc0de")

@@ -7,8 +7,10 @@ files made at v1 have one migration to take.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from moto import mock_aws
 from counter_core import Manifest, counter_path, ensure_current, open_database
 from counter_core.paths import counter_hash
 from handlers import fleet
+from tests.test_fleet import file_version as _version
 
 SHARD = "ab"
 OTHER_SHARD = "cd"
@@ -137,16 +140,6 @@ def v1_shard(counters_root: Path, v1_manifest: Manifest) -> list[Path]:
     return _counters(counters_root, SHARD, 6, v1_manifest, tag="c")
 
 
-def _version(path: Path) -> int:
-    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
-    try:
-        row = conn.execute("PRAGMA user_version").fetchone()
-        assert row is not None
-        return int(row[0])
-    finally:
-        conn.close()
-
-
 def _applied(path: Path) -> list[int]:
     conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
     try:
@@ -212,7 +205,7 @@ def test_plan_queues_one_message_per_shard_in_batches_of_ten(fleet_queue: Queue)
     assert fleet_queue.batch_sizes == [10] * 25 + [6]
     bodies = fleet_queue.bodies()
     assert sorted(body["prefix"] for body in bodies) == [f"{n:02x}" for n in range(256)]
-    assert all(body == {"prefix": body["prefix"], "after": None} for body in bodies)
+    assert all(body == {"prefix": body["prefix"], "after": None, "until": None} for body in bodies)
 
 
 def test_plan_without_an_event_plans_every_shard(fleet_queue: Queue) -> None:
@@ -226,8 +219,8 @@ def test_plan_queues_only_the_prefixes_asked_for(fleet_queue: Queue) -> None:
     assert result == {"sent": 2}
     assert fleet_queue.batch_sizes == [2]
     assert sorted(fleet_queue.bodies(), key=lambda b: b["prefix"]) == [
-        {"prefix": "0a", "after": None},
-        {"prefix": "ff", "after": None},
+        {"prefix": "0a", "after": None, "until": None},
+        {"prefix": "ff", "after": None, "until": None},
     ]
 
 
@@ -409,7 +402,7 @@ def test_worker_hands_on_a_continuation_when_time_runs_short_and_resuming_finish
     assert 0 < len(done) < len(v1_shard)
     assert done == v1_shard[: len(done)]
     [continuation] = fleet_queue.drain()
-    assert json.loads(continuation["Body"]) == {"prefix": SHARD, "after": done[-1].name}
+    assert json.loads(continuation["Body"]) == {"prefix": SHARD, "after": done[-1].name, "until": None}
     first = _metrics(capsys)
     assert first["FleetFilesMigrated"] == len(done)
     assert first["FleetContinuations"] == 1
@@ -443,25 +436,29 @@ def test_worker_requeues_records_it_did_not_reach_in_time(
     assert 0 < len(done) < len(v1_shard)
     assert _version(other) == 1
     assert sorted(fleet_queue.bodies(), key=lambda b: b["prefix"]) == [
-        {"prefix": SHARD, "after": done[-1].name},
-        {"prefix": OTHER_SHARD, "after": None},
+        {"prefix": SHARD, "after": done[-1].name, "until": None},
+        {"prefix": OTHER_SHARD, "after": None, "until": None},
     ]
 
 
+@pytest.mark.parametrize("bad_file", ["foreign database", "text file"])
 def test_worker_reports_the_record_whose_shard_has_a_failed_file(
     fleet_queue: Queue,
     counters_root: Path,
     v1_shard: list[Path],
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
+    bad_file: str,
 ) -> None:
-    # GIVEN shard 'ab' also holds a foreign SQLite database under a counter's file name
+    # GIVEN shard 'ab' also holds, under a counter's file name, a foreign SQLite database or a text
+    # file (corrupt: not a database at all)
     [foreign_id] = _ids_in_shard(SHARD, 1, tag="foreign")
     foreign = counter_path(counters_root, foreign_id)
     foreign.parent.mkdir(parents=True, exist_ok=True)
-    conn = apsw.Connection(str(foreign))
-    conn.execute("CREATE TABLE accounts (id integer)")
-    conn.close()
+    if bad_file == "text file":
+        foreign.write_text("not a database " * 100)
+    else:
+        apsw.Connection(str(foreign)).execute("CREATE TABLE accounts (id integer)").close()
     foreign_bytes = foreign.read_bytes()
     [other] = sorted((counters_root / OTHER_SHARD).rglob("*.sqlite3"))
     capsys.readouterr()
@@ -484,8 +481,8 @@ def test_worker_reports_the_record_whose_shard_has_a_failed_file(
     assert fleet_queue.drain() == []
 
 
-def test_worker_short_of_time_after_a_failed_file_hands_on_the_rest_and_reports_the_record(
-    fleet_queue: Queue, counters_root: Path, v1_shard: list[Path]
+def test_worker_short_of_time_after_a_failed_file_splits_its_range_so_no_file_is_walked_twice(
+    fleet_queue: Queue, counters_root: Path, v1_shard: list[Path], caplog: pytest.LogCaptureFixture
 ) -> None:
     # GIVEN a foreign database among the shard's files, and time that runs short just after it
     [foreign_id] = _ids_in_shard(SHARD, 1, tag="foreign")
@@ -495,13 +492,88 @@ def test_worker_short_of_time_after_a_failed_file_hands_on_the_rest_and_reports_
     walked = sorted([*v1_shard, foreign], key=lambda p: p.name)
     stop_after = walked.index(foreign) + 1  # the files that fit in the time, the foreign one last
     assert stop_after < len(walked), "the IDs' hashes are fixed: the foreign file is not the shard's last"
+    split = walked[stop_after - 1].name
     # WHEN the shard is worked (one remaining-time read at the start, then one before each file)
     result = fleet.migrate_shard(
         _event(_record("m-1", {"prefix": SHARD, "after": None})), FakeContext(ample_calls=1 + stop_after)
     )
-    # THEN the rest of the shard is handed on AND the record is reported, so the failed file is retried
-    assert result == {"batchItemFailures": [{"itemIdentifier": "m-1"}]}
-    assert fleet_queue.bodies() == [{"prefix": SHARD, "after": walked[stop_after - 1].name}]
+    # THEN the rest goes on as a continuation and the walked part, with its failed file, as its own
+    # message; the record itself is done, so no redelivery walks what the continuation walks
+    assert result == {"batchItemFailures": []}
+    messages = fleet_queue.drain()
+    assert sorted((json.loads(m["Body"]) for m in messages), key=lambda b: b["after"] is None) == [
+        {"prefix": SHARD, "after": split, "until": None},
+        {"prefix": SHARD, "after": None, "until": split},
+    ]
+    # WHEN both are worked
+    caplog.clear()
+    retry = next(m for m in messages if json.loads(m["Body"])["until"] == split)
+    rest = next(m for m in messages if m is not retry)
+    opened: list[str] = []
+    real = fleet.migrate_file
+
+    def recording(path: Path, manifest: Manifest, *, busy_timeout_ms: int) -> fleet.FileMigration:
+        opened.append(path.name)
+        return real(path, manifest, busy_timeout_ms=busy_timeout_ms)
+
+    fleet.migrate_file = recording  # type: ignore[assignment]
+    try:
+        retried = fleet.migrate_shard(_from_queue([retry]), FakeContext())
+        continued = fleet.migrate_shard(_from_queue([rest]), FakeContext())
+    finally:
+        fleet.migrate_file = real  # type: ignore[assignment]
+    # THEN the part with the failed file fails alone (towards the dead-letter queue), the rest succeeds,
+    # and every file was walked exactly once across the two
+    assert retried == {"batchItemFailures": [{"itemIdentifier": retry["MessageId"]}]}
+    assert continued == {"batchItemFailures": []}
+    assert sorted(opened) == [p.name for p in walked]
+    assert [_version(path) for path in v1_shard] == [2] * 6
+    assert fleet_queue.drain() == []
+
+
+def test_worker_walks_only_up_to_a_message_s_until(fleet_queue: Queue, v1_shard: list[Path]) -> None:
+    body = {"prefix": SHARD, "after": v1_shard[0].name, "until": v1_shard[3].name}
+    assert fleet.migrate_shard(_event(_record("m-1", body)), FakeContext()) == {"batchItemFailures": []}
+    assert [_version(path) for path in v1_shard] == [1, 2, 2, 2, 1, 1]
+
+
+def test_worker_fails_every_record_when_the_root_does_not_exist(
+    fleet_queue: Queue, counters_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN COUNTERS_ROOT names a directory that does not exist (the file system is not mounted)
+    assert not counters_root.exists()
+    event = _event(
+        _record("m-ab", {"prefix": SHARD, "after": None}),
+        _record("m-cd", {"prefix": OTHER_SHARD, "after": None}),
+    )
+    # WHEN a batch is worked
+    result = fleet.migrate_shard(event, FakeContext())
+    # THEN every record fails (they reach the dead-letter queue), with the reason logged
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m-ab"}, {"itemIdentifier": "m-cd"}]}
+    [logged] = [log for log in _logs(caplog) if log["message"].startswith("counters root unusable")]
+    assert (
+        logged["reason"] == f"{counters_root} does not exist - check the path (is the file system mounted?)"
+    )
+    assert fleet_queue.drain() == []
+
+
+def test_worker_sweeps_old_stray_build_files_of_a_finished_shard(
+    fleet_queue: Queue, counters_root: Path, v1_shard: list[Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    from counter_core.paths import temporary_name
+
+    old = temporary_name(v1_shard[0], pid=4242, token="0badc0de")
+    young = temporary_name(v1_shard[1], pid=4243, token="0badc0df")
+    old.write_bytes(b"half-built")
+    young.write_bytes(b"half-built")
+    hour_ago = time.time() - 3700
+    os.utime(old, (hour_ago, hour_ago))
+    assert fleet.migrate_shard(_event(_record("m-1", {"prefix": SHARD, "after": None})), FakeContext()) == {
+        "batchItemFailures": []
+    }
+    assert not old.exists() and young.exists()
+    [logged] = [log for log in _logs(caplog) if log["message"] == "stray build file swept"]
+    assert logged["file"] == str(old)
 
 
 @pytest.mark.parametrize(
@@ -516,7 +588,7 @@ def test_worker_short_of_time_after_a_failed_file_hands_on_the_rest_and_reports_
         ('{"after": null}', '\'prefix\' is None - use two lowercase hex digits, "00" to "ff"'),
         (
             '{"prefix": "ab", "afterr": null}',
-            "the body has unknown key(s) 'afterr' - send only 'prefix' and 'after'",
+            "the body has unknown key(s) 'afterr' - send only 'prefix', 'after' and 'until'",
         ),
         (
             '{"prefix": "ab", "after": "../../etc/passwd"}',

@@ -40,10 +40,10 @@ RUNNABLE = ("make ", ".venv/bin/python -m tools.", "curl ", "COUNTERS_API_TOKEN=
 
 
 def readme_commands() -> list[str]:
-    """Each command line of the README's ```sh blocks, comments and blank lines left out."""
+    """Each command of the README's ```sh blocks (a line ending in a backslash goes on), comments and blank lines left out."""
     commands = []
     for block in re.findall(r"^```sh\n(.*?)^```", README, flags=re.MULTILINE | re.DOTALL):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():
             if line.strip() and not line.lstrip().startswith("#"):
                 commands.append(line.strip())
     return commands

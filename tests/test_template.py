@@ -413,7 +413,7 @@ def test_alarms_watch_api_5xx_and_the_dead_letter_queue(cfn_template: Template) 
     assert {"Name": "ApiId", "Value": {"Ref": "CountersHttpApi"}} in api["Dimensions"]
     assert (api["ComparisonOperator"], api["Threshold"]) == ("GreaterThanThreshold", 0)
 
-    dlq = resources["DeadLetterQueueAlarm"]["Properties"]
+    dlq = resources["FleetDeadLetterAlarm"]["Properties"]
     assert (dlq["Namespace"], dlq["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
     assert dlq["Dimensions"] == [
         {"Name": "QueueName", "Value": {"Fn::GetAtt": ["FleetDeadLetterQueue", "QueueName"]}}

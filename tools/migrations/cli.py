@@ -123,8 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("root", type=Path, metavar="ROOT", help="directory holding the counter files")
     status.add_argument("--json", action="store_true", help="print the report as JSON")
+    status.add_argument(
+        "--workers", type=int, default=1, metavar="N", help="processes (default: 1; 0 for the CPU count)"
+    )
+    status.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also delete stray *.tmp build files of interrupted creations older than an hour, listing each",
+    )
     _add_migrations_option(status)
     status.set_defaults(run=_status)
+    _add_preflight(commands)
 
     migrate = commands.add_parser(
         "migrate",
@@ -201,7 +210,34 @@ def _lint(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from tools.migrations.fleet import status
 
-    return status(args.root, args.migrations, as_json=args.json)
+    return status(args.root, args.migrations, as_json=args.json, workers=args.workers, sweep=args.sweep)
+
+
+def _add_preflight(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    preflight = commands.add_parser(
+        "preflight",
+        help="which counter files a migration would fail on, before deploying it (changes nothing)",
+        description="Try the pending migrations of DIR on an in-memory copy of every counter file under ROOT"
+        " (opened read-only; no byte changes, no file is left behind, even if killed) and report which"
+        " would apply, which would fail (tag, statement, SQLite's message) and which cannot be checked."
+        " Exit codes: 0 every file would migrate, 1 some would fail or cannot be checked, 2 bad input.",
+    )
+    preflight.add_argument("root", type=Path, metavar="ROOT", help="directory holding the counter files")
+    preflight.add_argument(
+        "--workers", type=int, default=None, metavar="N", help="processes (default: CPU count)"
+    )
+    preflight.add_argument("--json", action="store_true", help="print the report as JSON")
+    preflight.add_argument("--no-progress", action="store_true", help="do not draw a progress bar")
+    _add_migrations_option(preflight)
+    preflight.set_defaults(run=_preflight)
+
+
+def _preflight(args: argparse.Namespace) -> int:
+    from tools.migrations.fleet import preflight
+
+    return preflight(
+        args.root, args.migrations, as_json=args.json, workers=args.workers, progress=not args.no_progress
+    )
 
 
 def _migrate(args: argparse.Namespace) -> int:

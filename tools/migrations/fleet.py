@@ -1,127 +1,268 @@
-"""`status` and `migrate` over every counter file under a root (operations time, never bundled)."""
+"""`status`, `preflight` and `migrate` over every counter file under a root (operations time).
+
+Exit codes (tools.migrations.exit_codes): 0 nothing needs an operator, 1 some file does (each is
+listed), 2 bad input (ROOT missing, a bad migrations folder). The last line says what to do next.
+"""
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from counter_core import config
-from counter_core.fleet import FileMigration, FileState, MigrateOutcome, migrate_file, survey_file
+from counter_core.errors import ManifestInvalid
+from counter_core.fleet import (
+    PROBLEMS,
+    FileMigration,
+    FileState,
+    FileSurvey,
+    MigrateOutcome,
+    migrate_file,
+    root_problem,
+    survey_file,
+    sweep_temporaries,
+)
+from counter_core.fleet_report import ADVICE, LISTED, StatusReport
 from counter_core.manifest import Manifest, load_manifest
 from counter_core.paths import iter_counter_files, iter_stray_temporaries
+from tools.migrations import fleet_pool
+from tools.migrations.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
-_PROBLEMS = (FileState.DRIFTED, FileState.NEWER_BREAKING, FileState.FOREIGN, FileState.UNREADABLE)
+# Lines listed per category in text output; --json lists every file.
+LINES_PER_CATEGORY = 5
+# States preflight cannot try a migration on (the same categories `status` reports).
+_CANNOT_CHECK: tuple[FileState, ...] = (
+    *(s for s in PROBLEMS if s is not FileState.FAILING),
+    FileState.HOT_JOURNAL,
+)
 
 
-def status(root: Path, folder: Path, *, as_json: bool) -> int:
-    """Print how many files are at each version and which need attention; exit 1 if any does."""
-    manifest = load_manifest(folder)
-    versions: Counter[int] = Counter()
-    states: Counter[str] = Counter()
-    attention: list[dict[str, object]] = []
-    for path in iter_counter_files(root):
-        survey = survey_file(path, manifest)
-        states[survey.state] += 1
-        if survey.version is not None:
-            versions[survey.version] += 1
-        if survey.state in _PROBLEMS or survey.state == FileState.NEWER:
-            attention.append(
-                {"file": str(path.relative_to(root)), "state": survey.state.value, "detail": survey.detail}
-            )
-    problems = sum(states[state] for state in _PROBLEMS)
+def _inputs(root: Path, folder: Path) -> tuple[Path, Manifest] | int:
+    """The resolved root and the manifest, or EXIT_BAD_INPUT after saying what is wrong."""
+    problem = root_problem(root)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        print("Nothing was read. Give the directory that holds the counter files as ROOT.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        manifest = load_manifest(folder)
+    except ManifestInvalid as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    # Symlinks are allowed above the root (a mount reached through a link), never below it.
+    return root.resolve(), manifest
+
+
+def _workers(workers: int | None) -> int:
+    return max(1, workers or os.cpu_count() or 1)
+
+
+# ---------------------------------------------------------------- per-file jobs (run in workers)
+
+
+def _load(folder: Path) -> Manifest:
+    return load_manifest(folder)
+
+
+def _survey_job(path: Path, manifest: Manifest) -> FileSurvey:
+    return survey_file(path, manifest)
+
+
+def _survey_died(path: Path, why: str) -> FileSurvey:
+    return FileSurvey(path, FileState.UNREADABLE, None, f"{why} - survey it again; if it recurs, inspect it")
+
+
+def _migrate_job(path: Path, manifest: Manifest) -> FileMigration:
+    return migrate_file(path, manifest, busy_timeout_ms=config.busy_timeout_ms())
+
+
+def _migrate_died(path: Path, why: str) -> FileMigration:
+    return FileMigration(
+        path, MigrateOutcome.FAILED, error=f"{why} - run `migrate` again; if it recurs, inspect the file"
+    )
+
+
+def _surveys(root: Path, folder: Path, *, workers: int, progress: bool) -> list[FileSurvey]:
+    paths = list(iter_counter_files(root))
+    results = fleet_pool.run(
+        paths, workers=workers, setup=_load, argument=folder, job=_survey_job, died=_survey_died
+    )
+    return sorted(
+        tqdm(results, total=len(paths), unit="file", disable=not progress, file=sys.stderr),
+        key=lambda s: s.path.name,
+    )
+
+
+# ---------------------------------------------------------------- status
+
+
+def _label(item: dict[str, Any]) -> str:
+    counter = f" (counter {item['counter_id']!r})" if item.get("counter_id") is not None else ""
+    return f"{item['file']}{counter}: {item['detail']}"
+
+
+def _print_listed(report: StatusReport) -> None:
+    """Each listed category: its count, what to do, its first few files."""
+    for state in LISTED:
+        items = [item for item in report.attention if item["state"] == state.value]
+        if not items:
+            continue
+        print(f"{state.value} ({len(items)}): {ADVICE[state]}")
+        for item in items[:LINES_PER_CATEGORY]:
+            print(f"  {_label(item)}")
+        if len(items) > LINES_PER_CATEGORY:
+            print(f"  ... and {len(items) - LINES_PER_CATEGORY} more (use --json)")
+
+
+def status(root: Path, folder: Path, *, as_json: bool, workers: int | None = 1, sweep: bool = False) -> int:
+    """Survey every file read-only (behind ones get a trial migration in memory); exit 1 if any needs an operator."""
+    inputs = _inputs(root, folder)
+    if isinstance(inputs, int):
+        return inputs
+    root, manifest = inputs
+    report = StatusReport(root, manifest.version)
+    for survey in _surveys(root, folder, workers=_workers(workers), progress=False):
+        report.add(survey)
+    removed = [str(p.relative_to(root)) for p in sweep_temporaries(root)] if sweep else []
     # A process that died while creating a counter leaves its private build file; the counter itself
     # was never created (creation is a link of the finished file), so these are safe to delete.
     temporaries = [str(path.relative_to(root)) for path in iter_stray_temporaries(root)]
     if as_json:
-        report = {
-            "root": str(root),
-            "bundle_version": manifest.version,
-            "files": sum(states.values()),
-            "by_version": {str(v): n for v, n in sorted(versions.items())},
-            "by_state": {state.value: states[state] for state in FileState},
-            "attention": attention,
-            "stray_temporaries": temporaries,
-        }
-        print(json.dumps(report, indent=2))
-        return 1 if problems else 0
-    total = sum(states.values())
-    print(f"{total} counter file(s) under {root}; this bundle's schema version is {manifest.version}.")
-    for version, count in sorted(versions.items()):
+        document = report.to_json(stray_temporaries=temporaries, next_after=None)
+        if sweep:
+            document["swept"] = removed
+        print(json.dumps(document, indent=2))
+        return EXIT_FAILED if report.problems else EXIT_OK
+    print(f"{report.files} counter file(s) under {root}; this bundle's schema version is {manifest.version}.")
+    for version, count in sorted(report.by_version.items()):
         print(f"  version {version:>4}: {count}")
     for state in FileState:
-        if states[state]:
-            print(f"  {state.value:>15}: {states[state]}")
-    for item in attention:
-        print(f"  {item['state']}: {item['file']} {item['detail']}")
+        if report.by_state[state]:
+            print(f"  {state.value:>15}: {report.by_state[state]}")
+    _print_listed(report)
+    for path in removed:
+        print(f"swept: {path}")
     if temporaries:
         print(
-            f"  {len(temporaries)} stray *.tmp file(s) from interrupted counter creations: safe to delete"
-            " (e.g. find ROOT -name '*.tmp' -mmin +60 -delete)"
+            f"{len(temporaries)} stray *.tmp file(s) from interrupted counter creations: safe to delete"
+            " once an hour old (`status --sweep` deletes those)"
         )
-    if problems:
-        print(f"{problems} file(s) need an operator: see the list above; nothing was changed.")
-        return 1
-    if states[FileState.BEHIND]:
+    if report.problems:
+        print(f"{report.problems} file(s) need an operator: see what to do above; nothing was changed.")
+        return EXIT_FAILED
+    if report.by_state[FileState.BEHIND]:
         print(
-            f"{states[FileState.BEHIND]} file(s) are behind: they migrate on next open, or run `migrate` now."
+            f"{report.by_state[FileState.BEHIND]} file(s) are behind: they migrate on next open, or run `migrate` now."
         )
     else:
         print("Nothing to do.")
-    return 0
+    return EXIT_OK
 
 
-_worker_manifest: Manifest | None = None
+# ---------------------------------------------------------------- preflight
 
 
-def _init_worker(folder: Path) -> None:
-    global _worker_manifest
-    _worker_manifest = load_manifest(folder)
+def preflight(root: Path, folder: Path, *, as_json: bool, workers: int | None, progress: bool) -> int:
+    """Try DIR's pending migrations on an in-memory copy of every file; exit 1 if any would fail.
+
+    Changes no byte of any file and leaves no file behind, even when killed: files are opened
+    read-only and each trial runs on an in-memory copy (counter_core.fleet.survey_file).
+    """
+    inputs = _inputs(root, folder)
+    if isinstance(inputs, int):
+        return inputs
+    root, manifest = inputs
+    surveys = _surveys(root, folder, workers=_workers(workers), progress=progress)
+    would_apply: Counter[tuple[str, ...]] = Counter(s.pending for s in surveys if s.state is FileState.BEHIND)
+    failing = [s for s in surveys if s.state is FileState.FAILING]
+    unchecked = [s for s in surveys if s.state in _CANNOT_CHECK]
+    nothing = len(surveys) - sum(would_apply.values()) - len(failing) - len(unchecked)
+
+    def item(s: FileSurvey) -> dict[str, Any]:
+        found: dict[str, Any] = {
+            "file": str(s.path.relative_to(root)),
+            "state": s.state.value,
+            "counter_id": s.counter_id,
+            "detail": s.detail,
+        }
+        if s.state is FileState.FAILING:
+            found |= {"tag": s.failed_tag, "statement": s.failed_statement}
+        return found
+
+    code = EXIT_FAILED if failing or unchecked else EXIT_OK
+    if as_json:
+        document = {
+            "root": str(root),
+            "migrations": str(folder),
+            "bundle_version": manifest.version,
+            "files": len(surveys),
+            "would_apply": [{"tags": list(tags), "files": n} for tags, n in sorted(would_apply.items())],
+            "nothing_to_apply": nothing,
+            "would_fail": [item(s) for s in failing],
+            "cannot_check": [item(s) for s in unchecked],
+        }
+        print(json.dumps(document, indent=2))
+        return code
+    print(
+        f"Preflight of {len(surveys)} counter file(s) under {root} against {folder}"
+        f" (schema version {manifest.version}); no file was changed."
+    )
+    for tags, count in sorted(would_apply.items()):
+        print(f"  would apply {', '.join(tags)}: {count} file(s)")
+    print(f"  nothing to apply: {nothing} file(s)")
+    for title, group in (("would fail", failing), ("cannot be checked", unchecked)):
+        if group:
+            print(f"{title} ({len(group)}):")
+            for s in group[:LINES_PER_CATEGORY]:
+                print(f"  {s.state.value}: {_label(item(s))}")
+            if len(group) > LINES_PER_CATEGORY:
+                print(f"  ... and {len(group) - LINES_PER_CATEGORY} more (use --json)")
+    if failing:
+        print(
+            f"{len(failing)} file(s) would fail: fix their rows or the migration before deploying"
+            " (README: 'Repairing a counter whose migration fails'), then run preflight again."
+        )
+    elif unchecked:
+        print(
+            f"{len(unchecked)} file(s) cannot be checked: see `status` for what to do, then run preflight again."
+        )
+    else:
+        print("Every file would migrate: deploy.")
+    return code
 
 
-def _migrate_one(path: Path) -> FileMigration:
-    assert _worker_manifest is not None
-    return migrate_file(path, _worker_manifest, busy_timeout_ms=config.busy_timeout_ms())
-
-
-def _results(paths: list[Path], folder: Path, workers: int) -> Iterator[FileMigration]:
-    if workers == 1:
-        _init_worker(folder)
-        yield from map(_migrate_one, paths)
-        return
-    # spawn, not fork: a forked child would inherit whatever SQLite handles the parent holds.
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(folder,)) as pool:
-        yield from pool.imap_unordered(_migrate_one, paths, chunksize=64)
+# ---------------------------------------------------------------- migrate
 
 
 def migrate(root: Path, folder: Path, *, workers: int | None, progress: bool) -> int:
     """Migrate every counter file under ROOT; exit 1 if any failed (each failure is listed)."""
-    load_manifest(folder)  # fail fast, in this process, on a bad manifest
-    workers = max(1, workers or os.cpu_count() or 1)
+    inputs = _inputs(root, folder)
+    if isinstance(inputs, int):
+        return inputs
+    root, _ = inputs
     paths = list(iter_counter_files(root))
     outcomes: Counter[MigrateOutcome] = Counter()
     failures: list[FileMigration] = []
-    results = tqdm(
-        _results(paths, folder, workers), total=len(paths), unit="file", disable=not progress, file=sys.stderr
+    results = fleet_pool.run(
+        paths, workers=_workers(workers), setup=_load, argument=folder, job=_migrate_job, died=_migrate_died
     )
-    for result in results:
+    for result in tqdm(results, total=len(paths), unit="file", disable=not progress, file=sys.stderr):
         outcomes[result.outcome] += 1
         if result.outcome is MigrateOutcome.FAILED:
             failures.append(result)
-    for failure in failures:
+    for failure in sorted(failures, key=lambda f: f.path.name):
         print(f"failed: {failure.path.relative_to(root)}: {failure.error}", file=sys.stderr)
     print(
         f"{len(paths)} counter file(s): {outcomes[MigrateOutcome.MIGRATED]} migrated,"
         f" {outcomes[MigrateOutcome.ALREADY_CURRENT]} already current, {len(failures)} failed."
     )
     if failures:
-        print("Fix the failures listed above, then run `migrate` again: it only touches what is behind.")
-        return 1
-    return 0
+        print("Fix the failures listed above (`status` says what to do), then run `migrate` again.")
+        return EXIT_FAILED
+    return EXIT_OK
