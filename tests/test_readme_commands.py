@@ -97,8 +97,15 @@ def test_the_readme_commands_run_as_printed(tmp_path: Path) -> None:
             if _classify(command) != "run":
                 continue
             printed = command.replace("localhost:3000", f"localhost:{port}")
+            # failglob: an unquoted `?` or `*` that matches no file is an error, as in zsh (macOS's
+            # default shell: "no matches found"), not passed on as bash does by default.
             result = subprocess.run(
-                ["bash", "-c", printed], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+                ["bash", "-O", "failglob", "-c", printed],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
             )
             assert result.returncode == 0, f"{command!r} failed:\n{result.stdout}\n{result.stderr}"
             ran.append(command)
