@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from counter_core.errors import Misconfigured
+
 ENV_ROOT = "COUNTERS_ROOT"
 ENV_BUSY_TIMEOUT_MS = "COUNTERS_BUSY_TIMEOUT_MS"
 ENV_IDEMPOTENCY_TTL_S = "COUNTERS_IDEMPOTENCY_TTL_S"
@@ -45,9 +47,9 @@ def _int_env(name: str, default: int, *, minimum: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer - set it to a whole number") from None
+        raise Misconfigured(f"{name}={raw!r} is not an integer - set it to a whole number") from None
     if value < minimum:
-        raise ValueError(f"{name}={value} is below {minimum} - set it to at least {minimum}")
+        raise Misconfigured(f"{name}={value} is below {minimum} - set it to at least {minimum}")
     return value
 
 
@@ -81,6 +83,18 @@ def connection_cache_size() -> int:
 def history_retention_rows() -> int:
     """History rows kept per counter (the newest); 0 keeps all of them."""
     return _int_env(ENV_HISTORY_RETENTION_ROWS, DEFAULT_HISTORY_RETENTION_ROWS, minimum=0)
+
+
+def problems() -> list[str]:
+    """Why each numeric setting cannot be used, if it cannot: what a process checks before it serves,
+    so a typo is one line at start-up instead of a 500 on every request. Read-only."""
+    found: list[str] = []
+    for read in (busy_timeout_ms, idempotency_ttl_s, connection_cache_size, history_retention_rows):
+        try:
+            read()
+        except Misconfigured as exc:
+            found.append(str(exc))
+    return found
 
 
 def metrics_disabled() -> bool:

@@ -324,10 +324,39 @@ def _listen(host: str, port: int) -> ThreadingHTTPServer | None:
         return None
 
 
+def port_number(text: str) -> int:
+    """argparse type of --port: a port a socket can bind (0 picks a free one)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port - use 1 to 65535 (0 picks a free one)")
+    return port
+
+
+def prepare(root: Path) -> list[str]:
+    """What stops a local run before it starts, as `error:` lines (none: ready): a setting the handler
+    cannot use, or a --root that cannot be the counter files directory (created if missing)."""
+    problems = [f"error: {problem}" for problem in config.problems()]
+    if problems:
+        return [*problems, "Fix the environment and start again (see the README's Configuration)."]
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return [
+            f"error: cannot use {root} as the counter files directory ({exc.strerror})"
+            " - pass --root a directory, or a path where one can be created"
+        ]
+    return []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.serve", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=3000, help="port (default: 3000; 0 picks a free one)")
+    parser.add_argument(
+        "--port", type=port_number, default=3000, help="port (default: 3000; 0 picks a free one)"
+    )
     parser.add_argument(
         "--root", type=Path, default=DEFAULT_ROOT, help="counter files directory (default: var/counters)"
     )
@@ -346,7 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     _Handler.timeout = args.read_timeout
-    args.root.mkdir(parents=True, exist_ok=True)
+    problems = prepare(args.root)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 2
     os.environ[config.ENV_ROOT] = str(args.root.resolve())
     # No CloudWatch here: keep the console to one line per request (override either to see them).
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
