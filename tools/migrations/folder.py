@@ -63,6 +63,17 @@ def start_command(folder: Path) -> str:
     return f"`python -m tools.migrations generate --name init --migrations {folder}`"
 
 
+def require_folder(folder: Path) -> None:
+    """FolderError if `folder` exists and is not a directory (a missing one starts a new history)."""
+    if folder.exists() and not folder.is_dir():
+        raise FolderError(
+            [
+                f"{folder}: a file, not a migrations folder - pass the folder that holds {JOURNAL}"
+                " (the project's is generated)"
+            ]
+        )
+
+
 def is_new_history(folder: Path) -> bool:
     """True when no history has begun in `folder`: no journal, no migration file, no snapshot.
 
@@ -96,6 +107,10 @@ def read_journal(folder: Path) -> list[JournalEntry]:
                 " - restore the journal from version control"
             ]
         ) from None
+    except UnicodeDecodeError:
+        raise FolderError([f"{name}: not UTF-8 text - restore the file from version control"]) from None
+    except OSError as exc:  # a directory where the journal should be, no permission to read it
+        raise FolderError([f"{name}: cannot be read ({exc.strerror}) - restore the file"]) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
