@@ -34,6 +34,7 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 READ_TIMEOUT_S = 10
 _ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})|%")
 _RAW_NON_ASCII = re.compile(rb"[\x80-\xff]")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 class RefusedPath(ValueError):
@@ -210,11 +211,11 @@ class _Handler(BaseHTTPRequestHandler):
         total = 0
         while True:
             size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-            try:
-                size = int(size_line, 16)
-            except ValueError:
+            # Hex digits only: int() also reads "-1" (and read(-1) would wait for the client to close).
+            if _CHUNK_SIZE.fullmatch(size_line) is None:
                 self.close_connection = True
-                raise _BadRequest(400, "bad_request", "the chunked body is malformed - fix it") from None
+                raise _BadRequest(400, "bad_request", "the chunked body is malformed - fix it")
+            size = int(size_line, 16)
             if size == 0:
                 while self.rfile.readline(1024).strip():  # trailer fields, then the blank line
                     pass
