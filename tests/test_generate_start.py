@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shlex
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,30 @@ def test_a_snapshot_that_is_not_utf8_is_named(tmp_path: Path, capsys: pytest.Cap
         assert result.err.splitlines()[0] == (
             "error: meta/0000_snapshot.json: not UTF-8 text - restore the file from version control"
         )
+
+
+def _printed_command(line: str, verb: str) -> list[str]:
+    """The `python -m tools.migrations VERB ...` command quoted in a message line, as argv for main."""
+    start = line.index(f"`python -m tools.migrations {verb}")
+    return shlex.split(line[start + 1 : line.index("`", start + 1)])[3:]
+
+
+def test_the_check_that_generate_prints_checks_the_folder_it_wrote(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a history started in a folder of one's own, from a schema file of one's own
+    folder = tmp_path / "db" / "migrations"
+    (tmp_path / "db").mkdir()
+    schema = write(tmp_path / "db" / "schema.sql", SCHEMA)
+    result = run(capsys, "generate", "--name", "init", "--schema", schema, "--migrations", folder)
+    assert result.code == 0, result.err
+    printed = _printed_command(result.out.splitlines()[-1], "check")
+    # WHEN the schema changes and the printed check is run as printed
+    write(schema, SCHEMA.replace("a TEXT", "a TEXT,\n    b INTEGER"))
+    checked = run(capsys, *printed)
+    # THEN it checks that folder against that schema (it used to check the project's own, and pass)
+    assert checked.code == 1, checked.err
+    # AND the generate it then suggests writes into that folder too
+    suggested = _printed_command(checked.err.splitlines()[-2], "generate")
+    assert suggested[suggested.index("--migrations") + 1] == str(folder)
+    assert suggested[suggested.index("--schema") + 1] == str(schema)
