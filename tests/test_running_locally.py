@@ -282,3 +282,23 @@ def test_invoke_refuses_an_event_file_that_is_not_utf8(tmp_path: Path) -> None:
     assert result.stderr == (
         f"error: {event} is not UTF-8 text - save it as UTF-8 JSON, such as events/increment.json\n"
     )
+
+
+def test_serve_with_a_broken_manifest_is_one_line_saying_how_to_rebuild_it(repo_copy: Path) -> None:
+    # GIVEN a manifest a merge left conflict markers in
+    manifest = repo_copy / "generated" / "manifest.json"
+    manifest.write_text("<<<<<<< HEAD\n" + manifest.read_text())
+    for argv in (["tools.serve", "--port", "0"], ["tools.invoke", str(REPO / "events" / "increment.json")]):
+        # WHEN the server (or invoke) starts
+        result = subprocess.run(
+            [sys.executable, "-m", *argv, "--root", str(repo_copy / "c")],
+            cwd=repo_copy,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        # THEN one line names the file and the command that rebuilds it; no traceback
+        assert result.returncode == 2, argv
+        [line] = result.stderr.splitlines()
+        assert line.startswith("error: generated/manifest.json is malformed: ")
+        assert line.endswith(" - rebuild it with `python -m tools.migrations manifest`")

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from counter_core import config
+from counter_core import ManifestInvalid, config
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "template.yaml"
@@ -110,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     context = LocalContext(aws_request_id=str(uuid.uuid4()), function_name=args.function)
     # Logs and metric lines to stderr: the handler's logger binds the stream it finds at import.
     with contextlib.redirect_stdout(sys.stderr):
-        handler = getattr(importlib.import_module(module_name), attribute)
+        try:
+            handler = getattr(importlib.import_module(module_name), attribute)
+        except ManifestInvalid as exc:  # the bundle's manifest: the cold start would fail the same way
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         response = handler(event, context)
     print(json.dumps(response))
     return 0

@@ -384,7 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     # No CloudWatch here: keep the console to one line per request (override either to see them).
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    import handlers.api  # noqa: F401  - load the manifest now: a bad bundle fails before we listen
+    from counter_core import ManifestInvalid
+
+    try:
+        import handlers.api  # noqa: F401  - load the manifest now: a bad bundle fails before we listen
+    except ManifestInvalid as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     for line in schema_warnings():
         print(line, file=sys.stderr, flush=True)
