@@ -28,6 +28,9 @@ LOCAL_ROOT = Path("var/counters")
 # a cold-start stampede on one new counter.
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 DEFAULT_IDEMPOTENCY_TTL_S = 86400
+# Ten years: far beyond any retry, and its milliseconds stay far inside SQLite's 64-bit integers (a
+# larger TTL overflowed when bound, making every request with an Idempotency-Key a 500).
+MAX_IDEMPOTENCY_TTL_S = 10 * 365 * 86400
 # Each cached connection costs about 190 KiB (SQLite's lookaside, schema and page cache, APSW's
 # statement cache), measured by tools.bench figure 8: 256 of them added 46 MiB to a 40 MiB process.
 # A Lambda instance serves one request at a time and API Gateway spreads counters across instances,
@@ -40,7 +43,7 @@ DEFAULT_CONNECTION_CACHE_SIZE = 32
 DEFAULT_HISTORY_RETENTION_ROWS = 1000
 
 
-def _int_env(name: str, default: int, *, minimum: int) -> int:
+def _int_env(name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -50,6 +53,8 @@ def _int_env(name: str, default: int, *, minimum: int) -> int:
         raise Misconfigured(f"{name}={raw!r} is not an integer - set it to a whole number") from None
     if value < minimum:
         raise Misconfigured(f"{name}={value} is below {minimum} - set it to at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise Misconfigured(f"{name}={value} is above {maximum} - set it to at most {maximum}")
     return value
 
 
@@ -73,7 +78,9 @@ def busy_timeout_ms() -> int:
 
 
 def idempotency_ttl_s() -> int:
-    return _int_env(ENV_IDEMPOTENCY_TTL_S, DEFAULT_IDEMPOTENCY_TTL_S, minimum=1)
+    return _int_env(
+        ENV_IDEMPOTENCY_TTL_S, DEFAULT_IDEMPOTENCY_TTL_S, minimum=1, maximum=MAX_IDEMPOTENCY_TTL_S
+    )
 
 
 def connection_cache_size() -> int:

@@ -168,6 +168,24 @@ def test_a_setting_the_handler_cannot_use_is_a_clear_500_that_writes_nothing(
     assert not any(path.is_file() for path in api_root.rglob("*"))
 
 
+def test_an_idempotency_ttl_too_large_to_compute_with_is_refused(
+    api_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a TTL whose milliseconds do not fit SQLite's 64-bit integers (it was accepted, then every
+    # request with an Idempotency-Key answered 500 internal: OverflowError binding it)
+    monkeypatch.setenv(config.ENV_IDEMPOTENCY_TTL_S, str(10**16))
+    # THEN the setting is refused by name, with the largest value allowed
+    assert config.problems() == [
+        f"COUNTERS_IDEMPOTENCY_TTL_S={10**16} is above {config.MAX_IDEMPOTENCY_TTL_S}"
+        f" - set it to at most {config.MAX_IDEMPOTENCY_TTL_S}"
+    ]
+    # AND the largest allowed value works
+    monkeypatch.setenv(config.ENV_IDEMPOTENCY_TTL_S, str(config.MAX_IDEMPOTENCY_TTL_S))
+    event = http_event("POST", "/counters/ttl/increment", headers={"idempotency-key": "k1"})
+    assert handler(event, None)["statusCode"] == 200
+    assert handler(event, None)["headers"]["idempotent-replayed"] == "true"
+
+
 def test_the_handler_applies_the_setting(api_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN the handler configured to keep 1 history row
     monkeypatch.setenv(config.ENV_HISTORY_RETENTION_ROWS, "1")
