@@ -208,3 +208,18 @@ def test_the_check_that_generate_prints_checks_the_folder_it_wrote(
     suggested = _printed_command(checked.err.splitlines()[-2], "generate")
     assert suggested[suggested.index("--migrations") + 1] == str(folder)
     assert suggested[suggested.index("--schema") + 1] == str(schema)
+
+
+def test_check_on_no_history_prints_a_start_that_uses_the_schema_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a schema of one's own and no history yet
+    schema = write(tmp_path / "mine.sql", "CREATE TABLE mine (id INTEGER PRIMARY KEY NOT NULL);\n")
+    folder = tmp_path / "migrations"
+    result = run(capsys, "check", "--schema", schema, "--migrations", folder)
+    assert result.code == 2
+    # WHEN the command it prints is run as printed
+    started = run(capsys, *_printed_command(result.err.splitlines()[-1], "generate"))
+    # THEN the history starts from that schema (it used to name no --schema: the project's own)
+    assert started.code == 0, started.err
+    assert "creates table `mine`" in started.out

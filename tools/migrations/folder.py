@@ -74,6 +74,14 @@ def require_folder(folder: Path) -> None:
         )
 
 
+def no_history(folder: Path, start: str) -> FolderError:
+    """The error of a command that needs a history where none has begun; `start` is the command to run."""
+    return FolderError(
+        [f"{folder}: no migration history yet (no {JOURNAL}) - start one with {start}"],
+        next_step=f"{folder} has no migrations yet - run {start} first.",
+    )
+
+
 def is_new_history(folder: Path) -> bool:
     """True when no history has begun in `folder`: no journal, no migration file, no snapshot.
 
@@ -95,10 +103,7 @@ def read_journal(folder: Path) -> list[JournalEntry]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         if is_new_history(folder):
-            raise FolderError(
-                [f"{folder}: no migration history yet (no {name}) - start one with {start_command(folder)}"],
-                next_step=f"{folder} has no migrations yet - run {start_command(folder)} first.",
-            ) from None
+            raise no_history(folder, start_command(folder)) from None
         migrations = len(list(folder.glob("*.sql")))
         snapshots = len(list((folder / "meta").glob("*_snapshot.json")))
         raise FolderError(

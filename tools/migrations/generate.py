@@ -27,6 +27,7 @@ from tools.migrations.folder import (
     JournalEntry,
     is_new_history,
     journal_path,
+    no_history,
     read_journal,
     write_journal,
 )
@@ -164,6 +165,9 @@ def command_options(folder: Path, schema: Path) -> str:
 
 def check(folder: Path, schema: Path) -> int:
     """CI's guard; returns the exit code. FolderError (journal, files, snapshot chain) propagates."""
+    if is_new_history(folder):  # the command to start one generates from this schema, into this folder
+        options = command_options(folder, schema)
+        raise no_history(folder, f"`python -m tools.migrations generate --name init{options}`")
     entries = read_journal(folder)
     manifest = build_manifest(folder)
     snapshots = read_snapshot_chain(folder, entries)
