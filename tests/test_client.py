@@ -18,13 +18,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import botocore
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from tests.local_server import REPO, running_server
-from tools.client import CountersClient, region_of
+from tools.client import TOKEN_VARIABLE, CountersClient, region_of
 
 CREDENTIALS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 REGION = "eu-west-1"
@@ -174,3 +175,26 @@ def test_an_id_http_api_cannot_carry_is_refused_before_sending(counter_id: str, 
         f"error: counter ID {counter_id!r} holds {char!r}, which API Gateway's HTTP API cannot carry"
         " in a path - use other characters"
     )
+
+
+def test_the_client_runs_with_botocore_alone(tmp_path: Path) -> None:
+    # GIVEN an interpreter that has botocore (as every boto3 user's has) and not the project's
+    # packages: .venv's Python without its site-packages (-S), botocore and its dependencies on PYTHONPATH
+    site = Path(botocore.__file__).resolve().parent.parent
+    only_botocore = tmp_path / "site"
+    only_botocore.mkdir()
+    for name in ("botocore", "dateutil", "jmespath", "urllib3", "six.py"):
+        (only_botocore / name).symlink_to(site / name)
+    with running_server(tmp_path / "counters") as server:
+        # WHEN the client runs with it, as its docstring promises it can
+        result = subprocess.run(
+            [sys.executable, "-S", "-m", "tools.client", server.url, "increment", "alone"],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(only_botocore), TOKEN_VARIABLE: "eyJ.example.jwt"},
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    # THEN it sends the request (it used to be refused for lacking apsw, which it never uses)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('200 {"id":"alone","value":1,')

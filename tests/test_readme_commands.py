@@ -146,3 +146,18 @@ def test_a_tools_message_command_runs_with_a_bare_python3() -> None:
     # THEN it ran in .venv, as printed
     assert result.returncode == 0, result.stderr
     assert result.stdout.endswith("manifest.json is current.\n")
+
+
+def test_a_venv_that_lacks_the_packages_is_said_once_never_exec_looped() -> None:
+    # GIVEN the venv's own interpreter without its site-packages (-S): it lacks apsw, and its prefix is
+    # not .venv's, so the hand-over to .venv/bin/python would hand over to itself again and again
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", "tools.migrations", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    # THEN after one hand-over it says what to do and exits 2
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: this interpreter lacks the project's packages (apsw)")
