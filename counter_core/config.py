@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from counter_core.errors import Misconfigured
+
 ENV_ROOT = "COUNTERS_ROOT"
 ENV_BUSY_TIMEOUT_MS = "COUNTERS_BUSY_TIMEOUT_MS"
 ENV_IDEMPOTENCY_TTL_S = "COUNTERS_IDEMPOTENCY_TTL_S"
@@ -27,6 +29,9 @@ LOCAL_ROOT = Path("var/counters")
 # (counter_core.connection.busy_handler).
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 DEFAULT_IDEMPOTENCY_TTL_S = 86400
+# Ten years: far beyond any retry, and its milliseconds stay far inside SQLite's 64-bit integers (a
+# larger TTL overflowed when bound, making every request with an Idempotency-Key a 500).
+MAX_IDEMPOTENCY_TTL_S = 10 * 365 * 86400
 # Each cached connection costs about 190 KiB (SQLite's lookaside, schema and page cache, APSW's
 # statement cache), measured with ru_maxrss: 256 of them added 46 MiB to a 40 MiB process.
 # A Lambda instance serves one request at a time and API Gateway spreads counters across instances,
@@ -39,16 +44,18 @@ DEFAULT_CONNECTION_CACHE_SIZE = 32
 DEFAULT_HISTORY_RETENTION_ROWS = 1000
 
 
-def _int_env(name: str, default: int, *, minimum: int) -> int:
+def _int_env(name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer - set it to a whole number") from None
+        raise Misconfigured(f"{name}={raw!r} is not an integer - set it to a whole number") from None
     if value < minimum:
-        raise ValueError(f"{name}={value} is below {minimum} - set it to at least {minimum}")
+        raise Misconfigured(f"{name}={value} is below {minimum} - set it to at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise Misconfigured(f"{name}={value} is above {maximum} - set it to at most {maximum}")
     return value
 
 
@@ -72,7 +79,9 @@ def busy_timeout_ms() -> int:
 
 
 def idempotency_ttl_s() -> int:
-    return _int_env(ENV_IDEMPOTENCY_TTL_S, DEFAULT_IDEMPOTENCY_TTL_S, minimum=1)
+    return _int_env(
+        ENV_IDEMPOTENCY_TTL_S, DEFAULT_IDEMPOTENCY_TTL_S, minimum=1, maximum=MAX_IDEMPOTENCY_TTL_S
+    )
 
 
 def connection_cache_size() -> int:
@@ -82,6 +91,18 @@ def connection_cache_size() -> int:
 def history_retention_rows() -> int:
     """History rows kept per counter (the newest); 0 keeps all of them."""
     return _int_env(ENV_HISTORY_RETENTION_ROWS, DEFAULT_HISTORY_RETENTION_ROWS, minimum=0)
+
+
+def problems() -> list[str]:
+    """Why each numeric setting cannot be used, if it cannot: what a process checks before it serves,
+    so a typo is one line at start-up instead of a 500 on every request. Read-only."""
+    found: list[str] = []
+    for read in (busy_timeout_ms, idempotency_ttl_s, connection_cache_size, history_retention_rows):
+        try:
+            read()
+        except Misconfigured as exc:
+            found.append(str(exc))
+    return found
 
 
 def metrics_disabled() -> bool:

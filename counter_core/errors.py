@@ -18,6 +18,18 @@ class CounterError(Exception):
         return str(self)
 
 
+class Misconfigured(CounterError):
+    """An environment setting holds a value the service cannot use; `str()` names it for the log."""
+
+    code = "misconfigured"
+
+    @property
+    def public_message(self) -> str:
+        return (
+            "the service is misconfigured - its operator must fix a setting (the log names it); retry later"
+        )
+
+
 class InvalidCounterId(CounterError):
     """A counter ID is empty, too long, or holds control characters."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -325,7 +326,36 @@ def _body(route: Route, request: Request) -> BaseModel | None:
             "invalid_json",
             "the body holds a number too long to read - values are signed 64-bit integers",
         ) from None
+    # A lone surrogate comes only from a `\u` escape or (json reads bytes with surrogatepass) the
+    # bytes ED A0-BF: the walk runs only for bodies that hold one of those.
+    if (b"\\u" in raw or b"\xed" in raw) and _has_lone_surrogate(data):
+        raise errors.ApiError(
+            400,
+            "invalid_json",
+            "the body holds text that is not Unicode (an unpaired surrogate such as \\ud800)"
+            " - send whole characters, encoded as UTF-8",
+        )
     return _validate(route.body, data, what="body")
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    """Whether a string anywhere in parsed JSON (keys too) holds U+D800-U+DFFF: JSON's escapes can
+    spell half of a UTF-16 pair, which no UTF-8 text, file or response can hold. Iterative: any depth."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _NotJsonNumber(Exception):

@@ -20,6 +20,7 @@ _STATUS: tuple[tuple[type[domain.CounterError], int], ...] = (
     (domain.StorageBusy, 503),
     (domain.MigrationError, 503),
     (domain.ManifestInvalid, 503),
+    (domain.Misconfigured, 500),
 )
 
 

@@ -155,6 +155,34 @@ def test_a_number_json_cannot_spell_is_refused_in_metadata(api_root: Path) -> No
     assert _files(api_root) == []
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "raw"),
+    [
+        ("PUT", "/counters/lone", '{"value": 1, "metadata": {"name": "caf\\ud83d"}}'),
+        ("PUT", "/counters/lone", '{"value": 1, "metadata": {"\\udfff": 1}}'),
+        ("POST", "/counters/lone/increment", '{"\\ud800": 1}'),
+        ("PUT", "/counters/lone", b'{"value": 1, "metadata": {"k": "\xed\xa0\x80"}}'),
+    ],
+    ids=["value", "key", "increment-key", "raw-utf8-surrogate"],
+)
+def test_text_with_an_unpaired_surrogate_is_400_and_stores_nothing(
+    api_root: Path, method: str, path: str, raw: str | bytes
+) -> None:
+    # GIVEN a string cut in half of a UTF-16 pair (JavaScript's "\ud83d\ude00".slice(0, 1), which
+    # JSON.stringify writes as "\ud83d"): valid JSON syntax, but not Unicode text
+    event = http_event(method, path, raw_body=raw, base64_body=isinstance(raw, bytes))
+    # WHEN it is sent
+    result = invoke(event)
+    # THEN it is refused as such (it was "a number too large for JSON", or pydantic's words)
+    assert _outcome(result) == _error(
+        400,
+        "invalid_json",
+        "the body holds text that is not Unicode (an unpaired surrogate such as \\ud800)"
+        " - send whole characters, encoded as UTF-8",
+    )
+    assert _files(api_root) == []
+
+
 def _cursor(text: str) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 

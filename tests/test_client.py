@@ -10,17 +10,22 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import botocore
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.local_server import running_server
-from tools.client import CountersClient, region_of
+from tests.local_server import REPO, running_server
+from tools.client import TOKEN_VARIABLE, CountersClient, region_of
 
 CREDENTIALS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
 REGION = "eu-west-1"
@@ -117,3 +122,79 @@ def test_with_a_token_the_client_sends_a_bearer_token_and_no_signature(tmp_path:
 def test_the_region_is_read_from_an_execute_api_url() -> None:
     assert region_of("https://abc123.execute-api.eu-west-1.amazonaws.com/") == "eu-west-1"
     assert region_of("http://127.0.0.1:3000") is None
+
+
+def _client_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": CREDENTIALS.access_key,
+        "AWS_SECRET_ACCESS_KEY": CREDENTIALS.secret_key,
+        "AWS_REGION": REGION,
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "tools.client", *argv],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_an_unset_api_url_is_one_line_saying_what_to_pass() -> None:
+    # GIVEN the README's command typed before `export API_URL=...` ran: "$API_URL" is empty
+    result = _client_cli("", "get", "page-views")
+    # THEN one line, not a traceback
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: '' is not an http(s) URL - pass the stack's ApiUrl output"
+        " (`export API_URL=...` as the README shows)\n"
+    )
+
+
+def test_a_server_that_does_not_answer_is_one_line() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    result = _client_cli(url, "get", "page-views")
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: cannot reach {url} (Connection refused) - check the URL (the stack's ApiUrl output)\n"
+    )
+
+
+@pytest.mark.parametrize(("counter_id", "char"), [("a/b", "/"), ("50%", "%"), ("why?", "?")])
+def test_an_id_http_api_cannot_carry_is_refused_before_sending(counter_id: str, char: str) -> None:
+    # It used to be sent (encoded) and answered 404 route_not_found, or worse, another counter.
+    result = _client_cli("http://127.0.0.1:9/", "increment", counter_id)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].endswith(
+        f"error: counter ID {counter_id!r} holds {char!r}, which API Gateway's HTTP API cannot carry"
+        " in a path - use other characters"
+    )
+
+
+def test_the_client_runs_with_botocore_alone(tmp_path: Path) -> None:
+    # GIVEN an interpreter that has botocore (as every boto3 user's has) and not the project's
+    # packages: .venv's Python without its site-packages (-S), botocore and its dependencies on PYTHONPATH
+    site = Path(botocore.__file__).resolve().parent.parent
+    only_botocore = tmp_path / "site"
+    only_botocore.mkdir()
+    for name in ("botocore", "dateutil", "jmespath", "urllib3", "six.py"):
+        (only_botocore / name).symlink_to(site / name)
+    with running_server(tmp_path / "counters") as server:
+        # WHEN the client runs with it, as its docstring promises it can
+        result = subprocess.run(
+            [sys.executable, "-S", "-m", "tools.client", server.url, "increment", "alone"],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(only_botocore), TOKEN_VARIABLE: "eyJ.example.jwt"},
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+    # THEN it sends the request (it used to be refused for lacking apsw, which it never uses)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('200 {"id":"alone","value":1,')

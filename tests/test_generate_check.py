@@ -12,7 +12,13 @@ from tools.migrations.folder import DEFAULT_FOLDER
 from tools.migrations.generate import DEFAULT_SCHEMA
 
 SCHEMA = "CREATE TABLE t (\n    id INTEGER PRIMARY KEY NOT NULL,\n    a TEXT\n);\n"
-STALE_HINT = "check failed - fix the errors above and run `python -m tools.migrations check` again."
+
+
+def stale_hint(folder: Path, schema: Path) -> str:
+    return (
+        "check failed - fix the errors above and run"
+        f" `python -m tools.migrations check --migrations {folder} --schema {schema}` again."
+    )
 
 
 @pytest.fixture
@@ -55,8 +61,9 @@ def test_pending_schema_change_fails(
     assert any(line.startswith("+") and '"b": {' in line for line in lines)
     assert lines[-2:] == [
         f"error: {schema} has changes that no migration makes yet (difference above)"
-        " - run `python -m tools.migrations generate --name <what_changed>`",
-        STALE_HINT,
+        " - run `python -m tools.migrations generate --name <what_changed>"
+        f" --migrations {folder} --schema {schema}`",
+        stale_hint(folder, schema),
     ]
 
 
@@ -69,7 +76,7 @@ def test_stale_manifest_fails(capsys: pytest.CaptureFixture[str], generated: tup
         [
             f"error: {folder}/manifest.json is stale - run `python -m tools.migrations manifest --migrations {folder}`"
             " and commit it",
-            STALE_HINT,
+            stale_hint(folder, schema),
         ],
     )
 
@@ -86,7 +93,7 @@ def test_hand_edited_migration_fails_replay(
         "error: replaying the migrations does not give meta/0001_snapshot.json (difference above) - a migration was"
         " edited by hand or a custom migration changes the schema; restore it, and put schema changes in the"
         " schema file",
-        STALE_HINT,
+        stale_hint(folder, schema),
     ]
 
 

@@ -49,7 +49,8 @@ def test_first_migration_writes_sql_snapshot_journal_and_manifest(
         "  - creates table `history`\n"
         "  - creates table `parents`\n"
         "  rollout: old instances keep serving the files it migrates\n"
-        "Next: review the SQL, run `python -m tools.migrations check`, and commit it with the schema file.\n"
+        f"Next: review the SQL, run `python -m tools.migrations check --migrations {folder} --schema {schema}`,"
+        " and commit it with the schema file.\n"
     )
     [entry] = read_journal(folder)
     assert (entry.idx, entry.tag, entry.breakpoints, entry.version) == (0, "0000_init", True, "6")
@@ -119,7 +120,8 @@ def test_custom_migration_is_a_comment_and_carries_the_snapshot_over(
     )
     assert result.code == 0, result.err
     assert result.out.endswith(
-        f"Next: write the data change into {folder}/0001_backfill.sql, then run `python -m tools.migrations check`.\n"
+        f"Next: write the data change into {folder}/0001_backfill.sql, then run"
+        f" `python -m tools.migrations check --migrations {folder} --schema {schema}`.\n"
     )
     assert (
         folder / "0001_backfill.sql"

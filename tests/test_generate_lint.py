@@ -98,7 +98,8 @@ def test_generate_prints_the_same_summary(
         "0001_next: additive",
         "  - adds column `users`.`nick`",
         "  rollout: old instances keep serving the files it migrates",
-        "Next: review the SQL, run `python -m tools.migrations check`, and commit it with the schema file.",
+        f"Next: review the SQL, run `python -m tools.migrations check --migrations {folder} --schema {schema}`,"
+        " and commit it with the schema file.",
     ]
     assert result.out.splitlines()[1:-1] == run(capsys, "lint", "--migrations", folder).out.splitlines()[:-2]
 
@@ -110,7 +111,9 @@ def test_generate_of_a_risky_migration_ends_with_preflight(
     result = _generate(capsys, folder, schema, BASE.replace("CREATE INDEX", "CREATE UNIQUE INDEX"))
     assert result.out.splitlines()[-1] == (
         "Next: review the SQL, run `python -m tools.migrations preflight ROOT` against the counter files to find the"
-        " ones where a step would fail, then `python -m tools.migrations check`, and commit it with the schema file."
+        " ones where a step would fail, then"
+        f" `python -m tools.migrations check --migrations {folder} --schema {schema}`, and commit it with the"
+        " schema file."
     )
 
 

@@ -14,6 +14,7 @@ import apsw
 import pytest
 
 from counter_core import ConnectionCache, bundled_manifest, config, create
+from counter_core.errors import Misconfigured
 from counter_core.paths import counter_path
 from counter_core.store import PRUNE_EVERY, CounterStore, Delete, Increment
 from handlers.api import handler
@@ -140,9 +141,49 @@ def test_the_setting_is_read_from_the_environment(
 
 def test_a_negative_setting_is_refused_with_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(config.ENV_HISTORY_RETENTION_ROWS, "-1")
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(Misconfigured) as caught:
         config.history_retention_rows()
     assert str(caught.value) == "COUNTERS_HISTORY_RETENTION_ROWS=-1 is below 0 - set it to at least 0"
+
+
+def test_a_setting_the_handler_cannot_use_is_a_clear_500_that_writes_nothing(
+    api_root: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a deployment whose retention setting is a typo
+    monkeypatch.setenv(config.ENV_HISTORY_RETENTION_ROWS, "1k")
+    # WHEN a request arrives
+    response = handler(http_event("POST", "/counters/typo/increment"), None)
+    # THEN it is a 500 that says the service is misconfigured, names no setting to the client,
+    # and the log names the setting in one line, without a traceback
+    assert response["statusCode"] == 500
+    error = json.loads(response["body"])["error"]
+    assert error["code"] == "misconfigured"
+    assert error["message"] == (
+        "the service is misconfigured - its operator must fix a setting (the log names it); retry later"
+    )
+    [record] = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert getattr(record, "reason", "").startswith("COUNTERS_HISTORY_RETENTION_ROWS='1k' is not an integer")
+    assert record.exc_info is None
+    # AND nothing was written
+    assert not any(path.is_file() for path in api_root.rglob("*"))
+
+
+def test_an_idempotency_ttl_too_large_to_compute_with_is_refused(
+    api_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a TTL whose milliseconds do not fit SQLite's 64-bit integers (it was accepted, then every
+    # request with an Idempotency-Key answered 500 internal: OverflowError binding it)
+    monkeypatch.setenv(config.ENV_IDEMPOTENCY_TTL_S, str(10**16))
+    # THEN the setting is refused by name, with the largest value allowed
+    assert config.problems() == [
+        f"COUNTERS_IDEMPOTENCY_TTL_S={10**16} is above {config.MAX_IDEMPOTENCY_TTL_S}"
+        f" - set it to at most {config.MAX_IDEMPOTENCY_TTL_S}"
+    ]
+    # AND the largest allowed value works
+    monkeypatch.setenv(config.ENV_IDEMPOTENCY_TTL_S, str(config.MAX_IDEMPOTENCY_TTL_S))
+    event = http_event("POST", "/counters/ttl/increment", headers={"idempotency-key": "k1"})
+    assert handler(event, None)["statusCode"] == 200
+    assert handler(event, None)["headers"]["idempotent-replayed"] == "true"
 
 
 def test_the_handler_applies_the_setting(api_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

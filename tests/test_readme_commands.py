@@ -97,8 +97,15 @@ def test_the_readme_commands_run_as_printed(tmp_path: Path) -> None:
             if _classify(command) != "run":
                 continue
             printed = command.replace("localhost:3000", f"localhost:{port}")
+            # failglob: an unquoted `?` or `*` that matches no file is an error, as in zsh (macOS's
+            # default shell: "no matches found"), not passed on as bash does by default.
             result = subprocess.run(
-                ["bash", "-c", printed], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+                ["bash", "-O", "failglob", "-c", printed],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
             )
             assert result.returncode == 0, f"{command!r} failed:\n{result.stdout}\n{result.stderr}"
             ran.append(command)
@@ -139,3 +146,18 @@ def test_a_tools_message_command_runs_with_a_bare_python3() -> None:
     # THEN it ran in .venv, as printed
     assert result.returncode == 0, result.stderr
     assert result.stdout.endswith("manifest.json is current.\n")
+
+
+def test_a_venv_that_lacks_the_packages_is_said_once_never_exec_looped() -> None:
+    # GIVEN the venv's own interpreter without its site-packages (-S): it lacks apsw, and its prefix is
+    # not .venv's, so the hand-over to .venv/bin/python would hand over to itself again and again
+    result = subprocess.run(
+        [sys.executable, "-S", "-m", "tools.migrations", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    # THEN after one hand-over it says what to do and exits 2
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: this interpreter lacks the project's packages (apsw)")

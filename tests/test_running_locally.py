@@ -191,3 +191,114 @@ def test_rebuilding_an_unchanged_manifest_asks_for_no_commit(repo_copy: Path) ->
         result.stdout
         == f"Wrote generated/manifest.json: {count} migration(s). Commit it with the SQL files.\n"
     )
+
+
+def _tool(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *argv],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ("abc", "COUNTERS_HISTORY_RETENTION_ROWS='abc' is not an integer - set it to a whole number"),
+        ("-1", "COUNTERS_HISTORY_RETENTION_ROWS=-1 is below 0 - set it to at least 0"),
+    ],
+)
+def test_serve_refuses_to_start_with_a_setting_it_cannot_use(tmp_path: Path, raw: str, problem: str) -> None:
+    # GIVEN an operator's typo in a setting
+    # WHEN the server starts (it used to listen, then answer every request 500 with a traceback logged)
+    result = _tool(
+        "tools.serve",
+        "--port",
+        "0",
+        "--root",
+        str(tmp_path / "c"),
+        env={config.ENV_HISTORY_RETENTION_ROWS: raw},
+    )
+    # THEN it exits 2 before listening, naming the variable, the value and what to do, no traceback
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {problem}",
+        "Fix the environment and start again (see the README's Configuration).",
+    ]
+    assert "Serving" not in result.stdout
+
+
+def test_invoke_refuses_a_setting_it_cannot_use(tmp_path: Path) -> None:
+    result = _tool(
+        "tools.invoke",
+        "events/increment.json",
+        "--root",
+        str(tmp_path / "c"),
+        env={config.ENV_BUSY_TIMEOUT_MS: "5s"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == (
+        "error: COUNTERS_BUSY_TIMEOUT_MS='5s' is not an integer - set it to a whole number"
+    )
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize("port", ["99999", "-1"])
+def test_serve_refuses_a_port_out_of_range_in_one_line(tmp_path: Path, port: str) -> None:
+    # WHEN `make serve PORT=99999` hands the server a port no socket can have
+    result = _tool("tools.serve", "--port", port, "--root", str(tmp_path / "c"))
+    # THEN argparse's usage error says so (exit 2), not an OverflowError traceback
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].endswith(
+        f"argument --port: {port} is not a port - use 1 to 65535 (0 picks a free one)"
+    )
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("tool", ["tools.serve", "tools.invoke"])
+def test_a_root_that_is_a_file_is_one_line(tmp_path: Path, tool: str) -> None:
+    # GIVEN --root naming a file, not a directory
+    root = tmp_path / "counters"
+    root.write_text("not a directory")
+    argv = ["--port", "0"] if tool == "tools.serve" else ["events/increment.json"]
+    result = _tool(tool, *argv, "--root", str(root))
+    # THEN one line says what is wrong and what to do
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: cannot use {root} as the counter files directory (File exists)"
+        " - pass --root a directory, or a path where one can be created"
+    ]
+
+
+def test_invoke_refuses_an_event_file_that_is_not_utf8(tmp_path: Path) -> None:
+    # GIVEN an event file saved as UTF-16 (PowerShell's `>` does that)
+    event = tmp_path / "event.json"
+    event.write_text((REPO / "events" / "increment.json").read_text(), encoding="utf-16")
+    result = _tool("tools.invoke", str(event), "--root", str(tmp_path / "c"))
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: {event} is not UTF-8 text - save it as UTF-8 JSON, such as events/increment.json\n"
+    )
+
+
+def test_serve_with_a_broken_manifest_is_one_line_saying_how_to_rebuild_it(repo_copy: Path) -> None:
+    # GIVEN a manifest a merge left conflict markers in
+    manifest = repo_copy / "generated" / "manifest.json"
+    manifest.write_text("<<<<<<< HEAD\n" + manifest.read_text())
+    for argv in (["tools.serve", "--port", "0"], ["tools.invoke", str(REPO / "events" / "increment.json")]):
+        # WHEN the server (or invoke) starts
+        result = subprocess.run(
+            [sys.executable, "-m", *argv, "--root", str(repo_copy / "c")],
+            cwd=repo_copy,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        # THEN one line names the file and the command that rebuilds it; no traceback
+        assert result.returncode == 2, argv
+        [line] = result.stderr.splitlines()
+        assert line.startswith("error: generated/manifest.json is malformed: ")
+        assert line.endswith(" - rebuild it with `python -m tools.migrations manifest`")

@@ -106,6 +106,25 @@ def test_a_chunked_body_is_read(served: Server) -> None:
     assert (status, json.loads(body)["value"]) == (200, 50)
 
 
+@pytest.mark.parametrize("size", [b"-1", b"zz", b""])
+def test_a_chunk_size_that_is_not_one_is_a_json_400_at_once(served: Server, size: bytes) -> None:
+    # GIVEN a chunk size line that is negative (read as "read to the end": the server used to wait
+    # for the client to close, then drop it unanswered), not hex, or empty
+    request = (
+        b"POST /counters/chunked-bad/increment HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + size + b'\r\n{"by":5}\r\n0\r\n\r\n'
+    )
+    started = time.monotonic()
+    status, _, body = _raw(served.url, request)
+    # THEN a JSON 400 comes back at once, and nothing was counted
+    assert (status, _error(body)) == (400, ("bad_request", "the chunked body is malformed - fix it"))
+    assert time.monotonic() - started < 1.5  # under the server's 2 s read timeout
+    status, _, _ = _raw(
+        served.url, b"GET /counters/chunked-bad HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 404
+
+
 def test_a_content_length_that_is_not_a_number_is_a_json_400(served: Server) -> None:
     request = b"POST /counters/x/increment HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}"
     status, headers, body = _raw(served.url, request)

@@ -27,6 +27,9 @@ from urllib.parse import quote, urlencode, urlsplit
 
 SERVICE = "execute-api"
 TOKEN_VARIABLE = "COUNTERS_API_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+# What an ID cannot hold to reach the function through HTTP API (counter_core.paths.UNCARRIED; this
+# client needs botocore only, so it does not import the project).
+UNCARRIED = "/?#%"
 _REGION_IN_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
 
@@ -147,6 +150,16 @@ def _sigv4_signer(base_url: str, *, region: str | None, credentials: Any) -> Any
     return sign
 
 
+def _call(client: CountersClient, args: argparse.Namespace, key: dict[str, Any]) -> Reply:
+    if args.operation == "put":
+        return client.put(args.id, args.value, **key)
+    if args.operation in ("increment", "decrement"):
+        return getattr(client, args.operation)(args.id, args.by, **key)  # type: ignore[no-any-return]
+    if args.operation in ("reset", "delete"):
+        return getattr(client, args.operation)(args.id, **key)  # type: ignore[no-any-return]
+    return getattr(client, args.operation)(args.id)  # type: ignore[no-any-return]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=".venv/bin/python -m tools.client", description=__doc__.splitlines()[0]
@@ -158,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "operation", choices=["get", "put", "increment", "decrement", "reset", "delete", "history"]
     )
-    parser.add_argument("id", help="the counter ID (any characters; it is URL-encoded here)")
+    parser.add_argument(
+        "id", help="the counter ID (any characters but / ? # %%, and not . or ..; it is URL-encoded here)"
+    )
     parser.add_argument("--value", type=int, help="put: the value")
     parser.add_argument("--by", type=int, default=1, help="increment/decrement: the step (default: 1)")
     parser.add_argument("--idempotency-key", help="mutations: retry-safe key")
@@ -169,18 +184,30 @@ def main(argv: list[str] | None = None) -> int:
         help=f"a JWT instead of SigV4 (default: ${TOKEN_VARIABLE})",
     )
     args = parser.parse_args(argv)
-    client = CountersClient(args.url, token=args.token, region=args.region)
+    if args.operation == "put" and args.value is None:
+        parser.error("put needs --value")
+    uncarried = [char for char in UNCARRIED if char in args.id]
+    if uncarried or args.id in (".", ".."):
+        what = f"holds {uncarried[0]!r}" if uncarried else "is a dot segment"
+        parser.error(
+            f"counter ID {args.id!r} {what}, which API Gateway's HTTP API cannot carry in a path"
+            " - use other characters"
+        )
+    try:
+        client = CountersClient(args.url, token=args.token, region=args.region)
+    except ValueError as exc:
+        print(f"error: {exc} (`export API_URL=...` as the README shows)", file=sys.stderr)
+        return 2
     key = {"idempotency_key": args.idempotency_key}
-    if args.operation == "put":
-        if args.value is None:
-            parser.error("put needs --value")
-        reply = client.put(args.id, args.value, **key)
-    elif args.operation in ("increment", "decrement"):
-        reply = getattr(client, args.operation)(args.id, args.by, **key)
-    elif args.operation in ("reset", "delete"):
-        reply = getattr(client, args.operation)(args.id, **key)
-    else:
-        reply = getattr(client, args.operation)(args.id)
+    try:
+        reply = _call(client, args, key)
+    except urllib.error.URLError as exc:
+        reason = getattr(exc.reason, "strerror", None) or exc.reason
+        print(
+            f"error: cannot reach {args.url} ({reason}) - check the URL (the stack's ApiUrl output)",
+            file=sys.stderr,
+        )
+        return 2
     print(reply.status, reply.body.decode("utf-8", "replace"))
     return 0 if reply.status < 400 else 1
 

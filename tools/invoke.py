@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from counter_core import config
+from counter_core import ManifestInvalid, config
 
 REPO = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO / "template.yaml"
@@ -78,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except UnicodeDecodeError:
+        print(
+            f"error: {args.event} is not UTF-8 text - save it as UTF-8 JSON, such as events/increment.json",
+            file=sys.stderr,
+        )
+        return 2
     except json.JSONDecodeError as exc:
         print(
             f"error: {args.event} is not JSON ({exc}) - pass an event file, such as events/increment.json",
@@ -91,17 +97,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for variable, value in environment.items():
         os.environ.setdefault(variable, value)
+    from tools.serve import LocalContext, prepare
+
     # The template's root is the EFS mount; here the counter files live in a local directory.
-    args.root.mkdir(parents=True, exist_ok=True)
+    problems = prepare(args.root)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 2
     os.environ[config.ENV_ROOT] = str(args.root.resolve())
     module_name, _, attribute = handler_name.rpartition(".")
-
-    from tools.serve import LocalContext
 
     context = LocalContext(aws_request_id=str(uuid.uuid4()), function_name=args.function)
     # Logs and metric lines to stderr: the handler's logger binds the stream it finds at import.
     with contextlib.redirect_stdout(sys.stderr):
-        handler = getattr(importlib.import_module(module_name), attribute)
+        try:
+            handler = getattr(importlib.import_module(module_name), attribute)
+        except ManifestInvalid as exc:  # the bundle's manifest: the cold start would fail the same way
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         response = handler(event, context)
     print(json.dumps(response))
     return 0

@@ -34,6 +34,7 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 READ_TIMEOUT_S = 10
 _ESCAPE = re.compile(rb"%([0-9A-Fa-f]{2})|%")
 _RAW_NON_ASCII = re.compile(rb"[\x80-\xff]")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
 
 
 class RefusedPath(ValueError):
@@ -210,11 +211,11 @@ class _Handler(BaseHTTPRequestHandler):
         total = 0
         while True:
             size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-            try:
-                size = int(size_line, 16)
-            except ValueError:
+            # Hex digits only: int() also reads "-1" (and read(-1) would wait for the client to close).
+            if _CHUNK_SIZE.fullmatch(size_line) is None:
                 self.close_connection = True
-                raise _BadRequest(400, "bad_request", "the chunked body is malformed - fix it") from None
+                raise _BadRequest(400, "bad_request", "the chunked body is malformed - fix it")
+            size = int(size_line, 16)
             if size == 0:
                 while self.rfile.readline(1024).strip():  # trailer fields, then the blank line
                     pass
@@ -324,10 +325,39 @@ def _listen(host: str, port: int) -> ThreadingHTTPServer | None:
         return None
 
 
+def port_number(text: str) -> int:
+    """argparse type of --port: a port a socket can bind (0 picks a free one)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port - use 1 to 65535 (0 picks a free one)")
+    return port
+
+
+def prepare(root: Path) -> list[str]:
+    """What stops a local run before it starts, as `error:` lines (none: ready): a setting the handler
+    cannot use, or a --root that cannot be the counter files directory (created if missing)."""
+    problems = [f"error: {problem}" for problem in config.problems()]
+    if problems:
+        return [*problems, "Fix the environment and start again (see the README's Configuration)."]
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return [
+            f"error: cannot use {root} as the counter files directory ({exc.strerror})"
+            " - pass --root a directory, or a path where one can be created"
+        ]
+    return []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.serve", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=3000, help="port (default: 3000; 0 picks a free one)")
+    parser.add_argument(
+        "--port", type=port_number, default=3000, help="port (default: 3000; 0 picks a free one)"
+    )
     parser.add_argument(
         "--root", type=Path, default=DEFAULT_ROOT, help="counter files directory (default: var/counters)"
     )
@@ -346,12 +376,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     _Handler.timeout = args.read_timeout
-    args.root.mkdir(parents=True, exist_ok=True)
+    problems = prepare(args.root)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 2
     os.environ[config.ENV_ROOT] = str(args.root.resolve())
     # No CloudWatch here: keep the console to one line per request (override either to see them).
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    import handlers.api  # noqa: F401  - load the manifest now: a bad bundle fails before we listen
+    from counter_core import ManifestInvalid
+
+    try:
+        import handlers.api  # noqa: F401  - load the manifest now: a bad bundle fails before we listen
+    except ManifestInvalid as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     for line in schema_warnings():
         print(line, file=sys.stderr, flush=True)

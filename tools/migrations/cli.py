@@ -13,7 +13,7 @@ from pathlib import Path
 
 from counter_core.manifest import MANIFEST_FILE
 from tools.migrations.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from tools.migrations.folder import DEFAULT_FOLDER, FolderError
+from tools.migrations.folder import DEFAULT_FOLDER, FolderError, require_folder
 
 
 def _add_migrations_option(parser: argparse.ArgumentParser) -> None:
@@ -249,6 +249,7 @@ def _migrate(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        require_folder(args.migrations)
         code: int = args.run(args)
     except FolderError as exc:
         for problem in exc.problems:

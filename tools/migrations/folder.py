@@ -63,6 +63,25 @@ def start_command(folder: Path) -> str:
     return f"`python -m tools.migrations generate --name init --migrations {folder}`"
 
 
+def require_folder(folder: Path) -> None:
+    """FolderError if `folder` exists and is not a directory (a missing one starts a new history)."""
+    if folder.exists() and not folder.is_dir():
+        raise FolderError(
+            [
+                f"{folder}: a file, not a migrations folder - pass the folder that holds {JOURNAL}"
+                " (the project's is generated)"
+            ]
+        )
+
+
+def no_history(folder: Path, start: str) -> FolderError:
+    """The error of a command that needs a history where none has begun; `start` is the command to run."""
+    return FolderError(
+        [f"{folder}: no migration history yet (no {JOURNAL}) - start one with {start}"],
+        next_step=f"{folder} has no migrations yet - run {start} first.",
+    )
+
+
 def is_new_history(folder: Path) -> bool:
     """True when no history has begun in `folder`: no journal, no migration file, no snapshot.
 
@@ -84,10 +103,7 @@ def read_journal(folder: Path) -> list[JournalEntry]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         if is_new_history(folder):
-            raise FolderError(
-                [f"{folder}: no migration history yet (no {name}) - start one with {start_command(folder)}"],
-                next_step=f"{folder} has no migrations yet - run {start_command(folder)} first.",
-            ) from None
+            raise no_history(folder, start_command(folder)) from None
         migrations = len(list(folder.glob("*.sql")))
         snapshots = len(list((folder / "meta").glob("*_snapshot.json")))
         raise FolderError(
@@ -96,6 +112,10 @@ def read_journal(folder: Path) -> list[JournalEntry]:
                 " - restore the journal from version control"
             ]
         ) from None
+    except UnicodeDecodeError:
+        raise FolderError([f"{name}: not UTF-8 text - restore the file from version control"]) from None
+    except OSError as exc:  # a directory where the journal should be, no permission to read it
+        raise FolderError([f"{name}: cannot be read ({exc.strerror}) - restore the file"]) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

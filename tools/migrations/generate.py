@@ -8,6 +8,7 @@ guard that journal, files, snapshots, manifest and schema file all agree.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import sys
 import tempfile
@@ -21,7 +22,15 @@ from typing import Any
 from counter_core.manifest import MANIFEST_FILE, Manifest
 from tools.migrations.diff import Plan, Renames, plan_migration
 from tools.migrations.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK, EXIT_UNSAFE
-from tools.migrations.folder import JournalEntry, is_new_history, journal_path, read_journal, write_journal
+from tools.migrations.folder import (
+    DEFAULT_FOLDER,
+    JournalEntry,
+    is_new_history,
+    journal_path,
+    no_history,
+    read_journal,
+    write_journal,
+)
 from tools.migrations.introspect import load_schema_file
 from tools.migrations.lint import PREFLIGHT, lint_folder, render_text
 from tools.migrations.manifest import build_manifest, manifest_problem, write_manifest
@@ -117,13 +126,15 @@ def generate(
                 return EXIT_FAILED
         _publish(stage, folder, tag)
     count = len(manifest.migrations[-1].statements)
+    options = command_options(folder, request.schema)
     print(
         f"Wrote {folder / (tag + '.sql')} ({count} statement(s)), {snapshot_path(folder, tag)}, the journal entry"
         f" and {folder / MANIFEST_FILE}."
     )
     if request.custom:
         print(
-            f"Next: write the data change into {folder / (tag + '.sql')}, then run `python -m tools.migrations check`."
+            f"Next: write the data change into {folder / (tag + '.sql')}, then run"
+            f" `python -m tools.migrations check{options}`."
         )
         return EXIT_OK
     report = lint_folder(folder)
@@ -131,17 +142,32 @@ def generate(
     if report.risky:
         print(
             f"Next: review the SQL, run `{PREFLIGHT}` against the counter files to find the ones where a step"
-            " would fail, then `python -m tools.migrations check`, and commit it with the schema file."
+            f" would fail, then `python -m tools.migrations check{options}`, and commit it with the schema file."
         )
     else:
         print(
-            "Next: review the SQL, run `python -m tools.migrations check`, and commit it with the schema file."
+            f"Next: review the SQL, run `python -m tools.migrations check{options}`, and commit it with the"
+            " schema file."
         )
     return EXIT_OK
 
 
+def command_options(folder: Path, schema: Path) -> str:
+    """The options a printed command needs to act on `folder` and `schema` (none for the project's own),
+    so that a command a message prints runs as printed on the folder the user gave."""
+    options = []
+    if folder.resolve() != DEFAULT_FOLDER.resolve():
+        options += ["--migrations", shlex.quote(str(folder))]
+    if schema.resolve() != DEFAULT_SCHEMA.resolve():
+        options += ["--schema", shlex.quote(str(schema))]
+    return "".join(f" {option}" for option in options)
+
+
 def check(folder: Path, schema: Path) -> int:
     """CI's guard; returns the exit code. FolderError (journal, files, snapshot chain) propagates."""
+    if is_new_history(folder):  # the command to start one generates from this schema, into this folder
+        options = command_options(folder, schema)
+        raise no_history(folder, f"`python -m tools.migrations generate --name init{options}`")
     entries = read_journal(folder)
     manifest = build_manifest(folder)
     snapshots = read_snapshot_chain(folder, entries)
@@ -160,7 +186,7 @@ def check(folder: Path, schema: Path) -> int:
         failures += pending
         failures.append(
             f"error: {schema} has changes that no migration makes yet (difference above)"
-            " - run `python -m tools.migrations generate --name <what_changed>`"
+            f" - run `python -m tools.migrations generate --name <what_changed>{command_options(folder, schema)}`"
         )
     try:
         replayed = replay(manifest)
@@ -179,7 +205,8 @@ def check(folder: Path, schema: Path) -> int:
         for line in failures:
             print(line, file=sys.stderr)
         print(
-            "check failed - fix the errors above and run `python -m tools.migrations check` again.",
+            "check failed - fix the errors above and run"
+            f" `python -m tools.migrations check{command_options(folder, schema)}` again.",
             file=sys.stderr,
         )
         return EXIT_FAILED

@@ -71,6 +71,8 @@ def load_schema_file(path: Path) -> Schema:
         raise SchemaError(
             [f"{path}: cannot be read ({exc.strerror}) - pass the schema file with --schema"]
         ) from exc
+    except UnicodeDecodeError as exc:
+        raise SchemaError([f"{path}: not UTF-8 text - save it as UTF-8"]) from exc
     return load_schema(sql, source=str(path))
 
 

@@ -60,6 +60,10 @@ def read_snapshot_chain(folder: Path, entries: list[JournalEntry]) -> list[dict[
             problems.append(f"{name}:{exc.lineno}: not valid JSON ({exc.msg}) - restore the file")
             expected_prev = ""
             continue
+        except UnicodeDecodeError:
+            problems.append(f"{name}: not UTF-8 text - restore the file from version control")
+            expected_prev = ""
+            continue
         if (
             not isinstance(data, dict)
             or data.get("dialect") != "sqlite"
