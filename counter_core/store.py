@@ -197,7 +197,10 @@ class CounterStore:
 
         # A counter without a file gets one with this write already in it (one durable step instead
         # of two: counter_core.create); a delete never creates one.
-        found = self._cache.open_or_create(counter_id, seed=None if isinstance(operation, Delete) else write)
+        # Delete and reset never create a counter: a mistyped ID must not leave a file behind.
+        found = self._cache.open_or_create(
+            counter_id, seed=None if isinstance(operation, (Delete, Reset)) else write
+        )
         if isinstance(found, Created):
             return found.seeded
         with self._transaction(counter_id, found, "BEGIN IMMEDIATE"):
@@ -299,9 +302,9 @@ def _mutate(
     conn: apsw.Connection, counter_id: str, operation: Operation, *, now: int, request_id: str | None
 ) -> Outcome:
     row = _read(conn)
+    if row is None and isinstance(operation, (Delete, Reset)):
+        raise CounterNotFound(f"counter {counter_id!r} does not exist")
     if isinstance(operation, Delete):
-        if row is None:
-            raise CounterNotFound(f"counter {counter_id!r} does not exist")
         # Rows go, the file stays: another process may hold a cached connection to it, and writes
         # through that connection must land in the file every process sees, never in an unlinked one.
         conn.execute("DELETE FROM counter_metadata; DELETE FROM counter_history")

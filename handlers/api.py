@@ -298,8 +298,6 @@ def _body(route: Route, request: Request) -> BaseModel | None:
             "unsupported_media_type",
             f"the body is sent as {content_type!r} - send JSON with Content-Type: application/json",
         )
-    if route.body is None:
-        raise errors.ApiError(422, "validation_failed", "this route takes no body - send none", details=[])
     try:
         data = json.loads(raw, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
@@ -334,6 +332,13 @@ def _body(route: Route, request: Request) -> BaseModel | None:
             "invalid_json",
             "the body holds text that is not Unicode (an unpaired surrogate such as \\ud800)"
             " - send whole characters, encoded as UTF-8",
+        )
+    if route.body is None:
+        # `{}` is no body: clients such as requests' `json={}` send it on every POST.
+        if data == {}:
+            return None
+        raise errors.ApiError(
+            422, "validation_failed", "this route takes no body - send none or {}", details=[]
         )
     return _validate(route.body, data, what="body")
 

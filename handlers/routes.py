@@ -72,7 +72,7 @@ TABLE: tuple[Route, ...] = (
         "POST",
         "/counters/{id}/reset",
         "resetCounter",
-        "Set the value back to 0",
+        "Set the value back to 0; 404 if the counter does not exist (a reset never creates one)",
         response=CounterView,
         mutation=True,
         errors=(400, 404, 422, 503),

@@ -391,3 +391,44 @@ def test_query_messages_speak_the_api(api_root: Path, query: str, message: str) 
     invoke(http_event("POST", "/counters/q/increment"))
     result = invoke(http_event("GET", f"/counters/q/history?{query}"))
     assert _outcome(result) == _error(422, "validation_failed", message)
+
+
+# ---------------------------------------------------------------- routes without a body, counters that do not exist
+
+
+def test_reset_of_a_counter_that_does_not_exist_is_404_and_creates_no_file(api_root: Path) -> None:
+    # GIVEN no counter "typo" (a mistyped ID)
+    # WHEN it is reset
+    result = invoke(http_event("POST", "/counters/typo/reset"))
+    # THEN it is 404, as for GET and DELETE, and no stray counter file appears
+    assert (result.status, result.error_code) == (404, "not_found")
+    assert _files(api_root) == []
+
+
+def test_reset_of_a_deleted_counter_is_404(api_root: Path) -> None:
+    # GIVEN a counter that was created and then deleted (its file stays, its rows are gone)
+    assert invoke(http_event("POST", "/counters/gone/increment")).status == 200
+    assert invoke(http_event("DELETE", "/counters/gone")).status == 204
+    # WHEN it is reset
+    # THEN it does not come back to life
+    assert invoke(http_event("POST", "/counters/gone/reset")).status == 404
+    assert invoke(http_event("GET", "/counters/gone")).status == 404
+
+
+@pytest.mark.parametrize(("method", "suffix"), [("POST", "/reset"), ("DELETE", "")])
+def test_an_empty_json_object_on_a_route_without_a_body_is_no_body(
+    api_root: Path, method: str, suffix: str
+) -> None:
+    # GIVEN an existing counter, and a client that always sends a JSON body (requests' json={})
+    assert invoke(http_event("POST", "/counters/c/increment", body={"by": 5})).status == 200
+    # WHEN it resets or deletes with `{}`
+    result = invoke(http_event(method, f"/counters/c{suffix}", body={}))
+    # THEN the body is taken as none
+    assert result.status == (200 if method == "POST" else 204)
+
+
+def test_a_non_empty_body_on_a_route_without_a_body_is_still_refused(api_root: Path) -> None:
+    assert invoke(http_event("POST", "/counters/c/increment")).status == 200
+    result = invoke(http_event("POST", "/counters/c/reset", body={"value": 3}))
+    assert _outcome(result) == _error(422, "validation_failed", "this route takes no body - send none or {}")
+    assert invoke(http_event("GET", "/counters/c")).json["value"] == 1
