@@ -16,7 +16,7 @@ import pytest
 from counter_core import ConnectionCache, bundled_manifest, config, create
 from counter_core.errors import Misconfigured
 from counter_core.paths import counter_path
-from counter_core.store import PRUNE_EVERY, CounterStore, Delete, Increment
+from counter_core.store import PRUNE_EVERY, PRUNE_MAX_ROWS, CounterStore, Delete, Increment
 from handlers.api import handler
 from tests.api_events import http_event
 
@@ -196,3 +196,32 @@ def test_the_handler_applies_the_setting(api_root: Path, monkeypatch: pytest.Mon
     # THEN the history API shows only the newest row
     page = json.loads(handler(http_event("GET", "/counters/kept/history"), None)["body"])
     assert [item["value"] for item in page["items"]] == [PRUNE_EVERY]
+
+
+def test_a_long_history_is_pruned_a_bounded_batch_per_write(fresh_root: Path) -> None:
+    # GIVEN a counter whose history grew without retention (an older bundle, or keep=0)
+    path = counter_path(fresh_root, "long")
+    _store(fresh_root, keep=0).apply("long", Increment(1), request_id=None)
+    conn = apsw.Connection(str(path))
+    with conn:
+        conn.execute(
+            "WITH RECURSIVE n(v) AS (SELECT 2 UNION ALL SELECT v + 1 FROM n WHERE v < ?)"
+            " INSERT INTO counter_history (op, amount, value_after, at, request_id)"
+            " SELECT 'increment', 1, v, 0, NULL FROM n",
+            (PRUNE_MAX_ROWS * 3,),
+        )
+    conn.close()
+    rows_before, _, _ = _history(fresh_root, "long")
+    # WHEN retention applies and the next writes reach a pruning write
+    store = _store(fresh_root, keep=100)
+    writes = PRUNE_EVERY - (rows_before % PRUNE_EVERY)
+    for _ in range(writes):
+        store.apply("long", Increment(1), request_id=None)
+    # THEN that one write deleted at most PRUNE_MAX_ROWS rows (no request pays for the whole backlog)
+    rows_after, _, _ = _history(fresh_root, "long")
+    assert rows_after == rows_before + writes - PRUNE_MAX_ROWS
+    # AND later pruning writes catch up until the retention holds
+    for _ in range(PRUNE_EVERY * 4):
+        store.apply("long", Increment(1), request_id=None)
+    rows, _, _ = _history(fresh_root, "long")
+    assert rows < 100 + PRUNE_EVERY
