@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from counter_core.errors import Misconfigured
 from counter_core.manifest import MANIFEST_FILE
 from tools.migrations.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from tools.migrations.folder import DEFAULT_FOLDER, FolderError, require_folder
@@ -259,5 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             or f"{len(exc.problems)} problem(s) in {args.migrations} - fix them and run the command again.",
             file=sys.stderr,
         )
+        return EXIT_BAD_INPUT
+    except Misconfigured as exc:
+        # A setting read from the environment (COUNTERS_BUSY_TIMEOUT_MS, ...): the operator's to fix.
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return code

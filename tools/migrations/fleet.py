@@ -242,6 +242,7 @@ def preflight(root: Path, folder: Path, *, as_json: bool, workers: int | None, p
 
 def migrate(root: Path, folder: Path, *, workers: int | None, progress: bool) -> int:
     """Migrate every counter file under ROOT; exit 1 if any failed (each failure is listed)."""
+    config.busy_timeout_ms()  # a malformed setting stops here (Misconfigured), not in every worker
     inputs = _inputs(root, folder)
     if isinstance(inputs, int):
         return inputs
