@@ -411,7 +411,12 @@ def _idempotency_key(request: Request) -> str | None:
 def _fingerprint(route: Route, counter_id: str, body: BaseModel | None) -> str:
     """Same route, counter and (parsed) body: the same request, whatever the JSON whitespace."""
     canonical = json.dumps(
-        [route.method, route.path, counter_id, body.model_dump(mode="json") if body is not None else route.empty_body],
+        [
+            route.method,
+            route.path,
+            counter_id,
+            body.model_dump(mode="json") if body is not None else route.empty_body,
+        ],
         sort_keys=True,
         separators=(",", ":"),
     )

@@ -41,7 +41,12 @@ def model(name: str) -> type[BaseModel]:
 
 TABLE: tuple[Route, ...] = (
     Route(
-        "GET", "/counters/{id}", "getCounter", "Read a counter", response="CounterView", errors=(400, 404, 503)
+        "GET",
+        "/counters/{id}",
+        "getCounter",
+        "Read a counter",
+        response="CounterView",
+        errors=(400, 404, 503),
     ),
     Route(
         "PUT",
