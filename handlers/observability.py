@@ -32,8 +32,18 @@ METRICS_NAMESPACE = "DurableCounters"
 
 # The levels Powertools' Logger takes from AWS Lambda's advanced logging controls (AWS_LAMBDA_LOG_LEVEL)
 # or from its own settings, for which it sets nothing but that level: the ones a deferral reproduces.
-_ALC_LEVELS = {"INFO": logging.INFO, "WARN": logging.WARNING, "ERROR": logging.ERROR, "FATAL": logging.CRITICAL}
-_LEVELS = {"INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
+_ALC_LEVELS = {
+    "INFO": logging.INFO,
+    "WARN": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "FATAL": logging.CRITICAL,
+}
+_LEVELS = {
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
 
 
 class DeferredLogger:
