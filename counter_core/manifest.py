@@ -102,8 +102,11 @@ class Manifest:
         return len(self.migrations)
 
     def to_json(self) -> dict[str, Any]:
-        """The manifest as manifest.json holds it (fields in declaration order)."""
-        return asdict(self)
+        """The manifest as manifest.json holds it: JSON types, fields in declaration order."""
+        return {
+            "format": self.format,
+            "migrations": [{**asdict(m), "statements": list(m.statements)} for m in self.migrations],
+        }
 
 
 def _is_int(value: object) -> bool:
