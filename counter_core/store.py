@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import apsw
@@ -104,8 +104,15 @@ class Applied:
     replayed: bool = False
 
 
+@functools.lru_cache(maxsize=256)
 def rfc3339(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Milliseconds since the epoch as RFC 3339 UTC with milliseconds ("2026-11-26T14:47:06.389Z").
+
+    Integer arithmetic and a small cache (a hot counter's created_at repeats on every request): 0.1 to
+    2 us where datetime.fromtimestamp(ms / 1000).isoformat() took 4.8 us, twice per request
+    (tools.bench, figure 2); and exact, where the float division drifted a millisecond by year 9000.
+    """
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(ms // 1000))}.{ms % 1000:03d}Z"
 
 
 def _now_ms() -> int:
