@@ -17,6 +17,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,19 @@ _LEVELS = {
     "ERROR": logging.ERROR,
     "CRITICAL": logging.CRITICAL,
 }
+
+
+def _log_method(level: int, name: str) -> Callable[..., None]:
+    """DeferredLogger's method `name`: Powertools' own, once a line at `level` will be written."""
+
+    def log(self: DeferredLogger, msg: object, *args: Any, stacklevel: int = 2, **kwargs: Any) -> None:
+        built = self._logger(level)
+        if built is not None:
+            # stacklevel + 1: the line's `location` names the caller, not this wrapper.
+            getattr(built, name)(msg, *args, stacklevel=stacklevel + 1, **kwargs)
+
+    log.__name__ = name
+    return log
 
 
 class DeferredLogger:
@@ -92,31 +106,11 @@ class DeferredLogger:
             return None
         return self._build()
 
-    # stacklevel + 1: the line's `location` names the caller, not this wrapper.
-    def debug(self, msg: object, *args: Any, stacklevel: int = 2, **kwargs: Any) -> None:
-        built = self._logger(logging.DEBUG)
-        if built is not None:
-            built.debug(msg, *args, stacklevel=stacklevel + 1, **kwargs)
-
-    def info(self, msg: object, *args: Any, stacklevel: int = 2, **kwargs: Any) -> None:
-        built = self._logger(logging.INFO)
-        if built is not None:
-            built.info(msg, *args, stacklevel=stacklevel + 1, **kwargs)
-
-    def warning(self, msg: object, *args: Any, stacklevel: int = 2, **kwargs: Any) -> None:
-        built = self._logger(logging.WARNING)
-        if built is not None:
-            built.warning(msg, *args, stacklevel=stacklevel + 1, **kwargs)
-
-    def error(self, msg: object, *args: Any, stacklevel: int = 2, **kwargs: Any) -> None:
-        built = self._logger(logging.ERROR)
-        if built is not None:
-            built.error(msg, *args, stacklevel=stacklevel + 1, **kwargs)
-
-    def exception(self, msg: object, *args: Any, stacklevel: int = 2, **kwargs: Any) -> None:
-        built = self._logger(logging.ERROR)
-        if built is not None:
-            built.exception(msg, *args, stacklevel=stacklevel + 1, **kwargs)
+    debug = _log_method(logging.DEBUG, "debug")
+    info = _log_method(logging.INFO, "info")
+    warning = _log_method(logging.WARNING, "warning")
+    error = _log_method(logging.ERROR, "error")
+    exception = _log_method(logging.ERROR, "exception")
 
     def append_keys(self, **keys: Any) -> None:
         if self._built is not None:
