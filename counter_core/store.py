@@ -148,8 +148,8 @@ class CounterStore:
 
     def history(self, counter_id: str, *, limit: int, cursor: str | None) -> HistoryPage:
         """A page of the audit log, newest first. Read-only."""
-        # pydantic models, imported by the first history read: the request path needs none (a cold
-        # start without pydantic is about 80 ms less CPU; tools.bench, figure 3).
+        # pydantic models, imported by the first history read: other requests need none (importing
+        # pydantic and building the models is about 110 ms of a cold start's CPU; README, figure 3).
         from counter_core.models import HistoryEntry, HistoryPage
 
         before = _decode_cursor(cursor) if cursor is not None else None

@@ -43,8 +43,9 @@ if TYPE_CHECKING:
     from counter_core.models import SetCounter, Step
 
 # pydantic (and counter_core.models) is imported by the first request that validates something: a
-# body, the history query. An increment without a body, a GET, a reset or a delete never load it,
-# which keeps about 80 ms of CPU out of the cold start (tools.bench, figure 3; tests/test_cold_path.py).
+# body, the history query. An increment without a body, a GET, a reset or a delete never load it:
+# importing it and building the models is about 110 ms of CPU in a fresh CPython 3.13, three times
+# the apsw-only handler's whole cold start (README, figure 3; tests/test_cold_path.py).
 
 __all__ = ["ROUTES", "handler"]
 
