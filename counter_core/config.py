@@ -18,6 +18,16 @@ ENV_CONNECTION_CACHE_SIZE = "COUNTERS_CONNECTION_CACHE_SIZE"
 ENV_HISTORY_RETENTION_ROWS = "COUNTERS_HISTORY_RETENTION_ROWS"
 # Powertools' own switch, honoured by handlers.observability's metric lines too.
 ENV_METRICS_DISABLED = "POWERTOOLS_METRICS_DISABLED"
+# What Powertools' Logger reads to choose its level (AWS Lambda's advanced logging controls first, then
+# Powertools' own, then its legacy name; a sample rate switches to DEBUG at random). Powertools reads
+# them itself; handlers.observability looks only to know whether building the Logger can wait.
+LOGGER_ENVIRONMENT = (
+    "AWS_LAMBDA_LOG_LEVEL",
+    "POWERTOOLS_LOG_LEVEL",
+    "LOG_LEVEL",
+    "POWERTOOLS_LOGGER_SAMPLE_RATE",
+    "POWERTOOLS_DEBUG",
+)
 
 LAMBDA_ROOT = Path("/mnt/counters")
 LOCAL_ROOT = Path("var/counters")
@@ -107,6 +117,11 @@ def problems() -> list[str]:
 
 def metrics_disabled() -> bool:
     return os.environ.get(ENV_METRICS_DISABLED, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def logger_environment() -> dict[str, str]:
+    """The Powertools Logger settings that are set (non-empty), by variable name."""
+    return {name: os.environ[name] for name in LOGGER_ENVIRONMENT if os.environ.get(name)}
 
 
 def fleet_queue_url() -> str | None:

@@ -1,18 +1,24 @@
 """The migration manifest: what the runtime knows of the migration history.
 
 `generated/manifest.json` is built by `python -m tools.migrations manifest` from Drizzle Kit's folder
-layout; the runtime only reads it. Reading goes through importlib.resources, so it works from a
-directory, a zip, or a `sam build` artifact.
+layout; the runtime only reads it. Reading goes through the package loader (pkgutil.get_data), so it
+works from a directory, a zip, or a `sam build` artifact.
+
+Validated by hand, with the standard library, not by pydantic: this module is read on every cold
+start, and importing pydantic and building two models for it was about 45 ms of CPU of the 245 ms a
+cold start took (python -X importtime; tools.bench, figure 3). pydantic still validates every request
+body (counter_core.models); the manifest is this project's own build output, checked field by field.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.resources
+import json
+import pkgutil
+import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from typing import Any, Literal
 
 from counter_core.errors import ManifestInvalid
 
@@ -20,62 +26,139 @@ MANIFEST_FILE = "manifest.json"
 BUNDLED_PACKAGE = "generated"
 FORMAT: Literal[1] = 1
 
-Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_TAG = re.compile(r"[0-9]+_[A-Za-z0-9_-]+")
+_TAG_MAX_LENGTH = 200
 
 
-class Migration(BaseModel):
+class _FieldError(ValueError):
+    """One field of the manifest is wrong: `loc` names it (dotted), the message says how."""
+
+    def __init__(self, loc: str, problem: str) -> None:
+        super().__init__(problem)
+        self.loc = loc
+
+
+@dataclass(frozen=True)
+class Migration:
     """One migration, its statements already split (build time did the parsing)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    idx: Annotated[int, Field(ge=0)]
-    tag: Annotated[str, Field(pattern=r"^[0-9]+_[A-Za-z0-9_-]+$", max_length=200)]
-    when: Annotated[int, Field(ge=0)]
-    sha256: Sha256
+    idx: int
+    tag: str
+    when: int
+    sha256: str
     additive: bool
     # Drizzle wraps table rebuilds in PRAGMA foreign_keys=OFF/ON. Those are no-ops inside a transaction,
     # so the builder strips them and sets this flag; the engine switches foreign keys off *before* BEGIN.
     foreign_keys_off: bool
     statements: tuple[str, ...]
 
+    def __post_init__(self) -> None:
+        for name in ("idx", "when"):
+            value = getattr(self, name)
+            if not _is_int(value) or value < 0:
+                raise _FieldError(name, "must be an integer of at least 0")
+        if not isinstance(self.tag, str) or not _TAG.fullmatch(self.tag):
+            raise _FieldError("tag", "must match NNNN_name (digits, '_', then letters, digits, '_' or '-')")
+        if len(self.tag) > _TAG_MAX_LENGTH:
+            raise _FieldError("tag", f"must be at most {_TAG_MAX_LENGTH} characters long")
+        if not isinstance(self.sha256, str) or not _SHA256.fullmatch(self.sha256):
+            raise _FieldError("sha256", "must be 64 lowercase hexadecimal digits")
+        for name in ("additive", "foreign_keys_off"):
+            if not isinstance(getattr(self, name), bool):
+                raise _FieldError(name, "must be true or false")
+        if not isinstance(self.statements, tuple):
+            raise _FieldError("statements", "must be an array of strings")
+        for position, statement in enumerate(self.statements):
+            if not isinstance(statement, str):
+                raise _FieldError(f"statements.{position}", "must be a string")
 
-class Manifest(BaseModel):
+
+@dataclass(frozen=True)
+class Manifest:
     """The ordered migration history of this bundle."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     format: Literal[1]
     migrations: tuple[Migration, ...]
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Manifest:
+    def __post_init__(self) -> None:
+        if not _is_int(self.format) or self.format != FORMAT:
+            raise _FieldError("format", f"must be {FORMAT}")
         previous_when = -1
         for position, migration in enumerate(self.migrations):
             if migration.idx != position:
-                raise ValueError(f"migrations[{position}].idx is {migration.idx}, expected {position}")
+                raise _FieldError(
+                    "<root>", f"migrations[{position}].idx is {migration.idx}, expected {position}"
+                )
             if migration.when <= previous_when:
-                raise ValueError(f"migrations[{position}].when must be greater than the previous entry's")
+                raise _FieldError(
+                    "<root>", f"migrations[{position}].when must be greater than the previous entry's"
+                )
             previous_when = migration.when
-        return self
 
     @property
     def version(self) -> int:
         """The user_version of a database that applied every migration of this manifest."""
         return len(self.migrations)
 
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as manifest.json holds it: JSON types, fields in declaration order."""
+        return {
+            "format": self.format,
+            "migrations": [{**asdict(m), "statements": list(m.statements)} for m in self.migrations],
+        }
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_MIGRATION_FIELDS = ("idx", "tag", "when", "sha256", "additive", "foreign_keys_off", "statements")
+
+
+def _object(value: object, loc: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    """A JSON object with exactly these fields."""
+    if not isinstance(value, dict):
+        raise _FieldError(loc or "<root>", "must be an object")
+    for name in fields:
+        if name not in value:
+            raise _FieldError(f"{loc}.{name}" if loc else name, "is required")
+    for name in value:
+        if name not in fields:
+            raise _FieldError(f"{loc}.{name}" if loc else name, "is not a field of the manifest")
+    return value
+
+
+def _manifest(data: object) -> Manifest:
+    document = _object(data, "", ("format", "migrations"))
+    listed = document["migrations"]
+    if not isinstance(listed, list):
+        raise _FieldError("migrations", "must be an array")
+    migrations = []
+    for position, item in enumerate(listed):
+        loc = f"migrations.{position}"
+        fields = _object(item, loc, _MIGRATION_FIELDS)
+        statements = fields["statements"]
+        if not isinstance(statements, list):
+            raise _FieldError(f"{loc}.statements", "must be an array of strings")
+        try:
+            migrations.append(Migration(**{**fields, "statements": tuple(statements)}))
+        except _FieldError as exc:
+            raise _FieldError(f"{loc}.{exc.loc}", str(exc)) from None
+    return Manifest(format=document["format"], migrations=tuple(migrations))
+
 
 def parse_manifest(data: bytes, *, source: str) -> Manifest:
     """Validate manifest JSON; a malformed one raises ManifestInvalid naming `source` and the field."""
     try:
-        return Manifest.model_validate_json(data)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"field '{'.'.join(str(part) for part in err['loc']) or '<root>'}': {err['msg']}"
-            for err in exc.errors(include_url=False)
-        )
-        raise ManifestInvalid(
-            f"{source} is malformed: {problems} - rebuild it with `python -m tools.migrations manifest`"
-        ) from exc
+        return _manifest(json.loads(data))
+    except _FieldError as exc:
+        problem = f"field '{exc.loc}': {exc}"
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        problem = f"field '<root>': not JSON ({exc})"
+    raise ManifestInvalid(
+        f"{source} is malformed: {problem} - rebuild it with `python -m tools.migrations manifest`"
+    )
 
 
 def load_manifest(folder: Path) -> Manifest:
@@ -93,11 +176,17 @@ def load_manifest(folder: Path) -> Manifest:
 @functools.cache
 def bundled_manifest() -> Manifest:
     """The manifest shipped in the `generated` package, read and validated once per process."""
-    resource = importlib.resources.files(BUNDLED_PACKAGE).joinpath(MANIFEST_FILE)
+    # pkgutil.get_data, not importlib.resources: the same loader call underneath, without the ~4 ms
+    # (python -X importtime) that importing importlib.resources (tempfile, shutil, zipfile) adds.
     try:
-        data = resource.read_bytes()
-    except OSError as exc:
+        data = pkgutil.get_data(BUNDLED_PACKAGE, MANIFEST_FILE)
+    except (OSError, ImportError) as exc:
+        data = None
+        missing: BaseException | None = exc
+    else:
+        missing = None
+    if data is None:
         raise ManifestInvalid(
             f"{BUNDLED_PACKAGE}/{MANIFEST_FILE} is missing from the bundle - rebuild with `sam build`"
-        ) from exc
+        ) from missing
     return parse_manifest(data, source=f"{BUNDLED_PACKAGE}/{MANIFEST_FILE}")

@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-INT64_MIN = -(2**63)
-INT64_MAX = 2**63 - 1
+from counter_core.records import INT64_MAX, INT64_MIN, Counter, metadata_json
+
+__all__ = [
+    "INT64_MAX",
+    "INT64_MIN",
+    "METADATA_MAX_BYTES",
+    "METADATA_MAX_DEPTH",
+    "Counter",
+    "CounterView",
+    "ErrorBody",
+    "ErrorDetail",
+    "HistoryEntry",
+    "HistoryPage",
+    "HistoryQuery",
+    "SetCounter",
+    "Step",
+    "metadata_json",
+]
+
 METADATA_MAX_BYTES = 4096
 # Deep enough for any real metadata, far below the ~1,000 levels at which Python's json and
 # pydantic's serializer give up: metadata that is stored can always be rendered again.
@@ -77,11 +92,6 @@ class SetCounter(BaseModel):
         return value
 
 
-def metadata_json(metadata: dict[str, Any]) -> str:
-    """The stored form of metadata: compact strict JSON (ValueError for a non-finite number)."""
-    return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
 class Step(BaseModel):
     """Body of increment and decrement (optional): how far to move."""
 
@@ -97,37 +107,6 @@ class HistoryQuery(BaseModel):
 
     limit: Annotated[int, Field(ge=1, le=100)] = 20
     cursor: Annotated[str, Field(min_length=1, max_length=200)] | None = None
-
-
-@dataclass(frozen=True)
-class Counter:
-    """A counter as stored. `metadata_json` is the text validated on its way in, so rendering a
-    counter is string assembly that cannot fail, and a success is never followed by an error."""
-
-    id: str
-    value: int
-    metadata_json: str
-    created_at: str
-    updated_at: str
-
-    def to_json(self) -> str:
-        """The API's JSON for this counter (the shape of CounterView)."""
-        return (
-            f'{{"id":{json.dumps(self.id, ensure_ascii=False)},"value":{self.value},'
-            f'"metadata":{_strict(self.metadata_json)},'
-            f'"created_at":"{self.created_at}","updated_at":"{self.updated_at}"}}'
-        )
-
-
-def _strict(stored: str) -> str:
-    # Before metadata was checked on the way in, NaN and Infinity were stored as Python writes
-    # them, which is not JSON; only such text takes the slow path. Such a value renders as null.
-    if "NaN" not in stored and "Infinity" not in stored:
-        return stored
-    try:
-        return json.dumps(json.loads(stored, parse_constant=lambda _: None), ensure_ascii=False)
-    except (ValueError, RecursionError):
-        return "{}"
 
 
 class CounterView(BaseModel):

@@ -11,9 +11,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from counter_core import (
     ConnectionCache,
@@ -25,7 +23,6 @@ from counter_core import (
     config,
     validate_counter_id,
 )
-from counter_core.models import HistoryQuery, SetCounter, Step
 from counter_core.store import (
     CounterStore,
     Decrement,
@@ -41,12 +38,22 @@ from counter_core.store import (
 from handlers import errors, observability
 from handlers.http import BadEvent, Request, Response, json_response, parse_event
 from handlers.observability import MetricUnit, emit_metric
-from handlers.routes import ROUTES, BadPathEncoding, NoRoute, Route, WrongMethod, resolve
+from handlers.routes import ROUTES, BadPathEncoding, NoRoute, Route, WrongMethod, model, resolve
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from counter_core.models import SetCounter, Step
+
+# pydantic (and counter_core.models) is imported by the first request that validates something: a
+# body, the history query. An increment without a body, a GET, a reset or a delete never load it:
+# importing it and building the models is about 110 ms of CPU in a fresh CPython 3.13, three times
+# the apsw-only handler's whole cold start (README, figure 3; tests/test_cold_path.py).
 
 __all__ = ["ROUTES", "handler"]
 
 MAX_BODY_BYTES = 64 * 1024
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound="BaseModel")
 
 logger = observability.logger
 
@@ -231,6 +238,8 @@ def _dispatch(route: Route, params: dict[str, str], request: Request) -> Respons
     if route.operation_id == "getCounter":
         return Response(200, store.get(counter_id).to_json())
     if route.operation_id == "getCounterHistory":
+        from counter_core.models import HistoryQuery
+
         query = _validate(HistoryQuery, _single_valued(request.query, HistoryQuery), what="query string")
         page = store.history(counter_id, limit=query.limit, cursor=query.cursor)
         return json_response(200, page.model_dump(mode="json"))
@@ -253,12 +262,14 @@ def _dispatch(route: Route, params: dict[str, str], request: Request) -> Respons
 
 
 def _operation(route: Route, body: BaseModel | None) -> Operation:
+    # No body means the model's defaults (route.empty_body): `by` is 1.
     if route.operation_id == "incrementCounter":
-        return Increment(body.by if isinstance(body, Step) else 1)
+        return Increment(1 if body is None else cast("Step", body).by)
     if route.operation_id == "decrementCounter":
-        return Decrement(body.by if isinstance(body, Step) else 1)
+        return Decrement(1 if body is None else cast("Step", body).by)
     if route.operation_id == "setCounter":
-        assert isinstance(body, SetCounter)
+        assert body is not None  # the route requires a body
+        body = cast("SetCounter", body)
         return Set(body.value, body.metadata)
     if route.operation_id == "resetCounter":
         return Reset()
@@ -280,11 +291,12 @@ def _from_stored(stored: StoredResponse, *, replayed: bool) -> Response:
 
 
 def _body(route: Route, request: Request) -> BaseModel | None:
+    """The validated body; None when none was sent, which means the model's defaults (route.empty_body)."""
     raw = request.body
     if raw is None or raw.strip() == b"":
         if route.body is not None and route.body_required:
             raise errors.ApiError(422, "validation_failed", "a JSON body is required - send one", details=[])
-        return route.body() if route.body is not None else None
+        return None
     if len(raw) > MAX_BODY_BYTES:
         raise errors.ApiError(
             413,
@@ -299,7 +311,9 @@ def _body(route: Route, request: Request) -> BaseModel | None:
             f"the body is sent as {content_type!r} - send JSON with Content-Type: application/json",
         )
     try:
-        data = json.loads(raw, parse_constant=_refuse_constant)
+        # What json.loads does with bytes (UTF-8, -16 or -32 by the first bytes), with one decoder made
+        # at import instead of one per request (json.loads builds one when given parse_constant).
+        data = _JSON.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except json.JSONDecodeError as exc:
         raise errors.ApiError(
             400,
@@ -340,7 +354,7 @@ def _body(route: Route, request: Request) -> BaseModel | None:
         raise errors.ApiError(
             422, "validation_failed", "this route takes no body - send none or {}", details=[]
         )
-    return _validate(route.body, data, what="body")
+    return _validate(model(route.body), data, what="body")
 
 
 def _has_lone_surrogate(data: Any) -> bool:
@@ -371,6 +385,9 @@ def _refuse_constant(name: str) -> Any:
     raise _NotJsonNumber(name)
 
 
+_JSON = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def _single_valued(query: dict[str, str], model: type[BaseModel]) -> dict[str, str]:
     """The query, refused if one of the model's parameters was repeated (HTTP API joins repeats
     with commas; none of this API's query values holds a comma)."""
@@ -386,6 +403,8 @@ def _single_valued(query: dict[str, str], model: type[BaseModel]) -> dict[str, s
 
 
 def _validate(model: type[M], data: Any, *, what: str) -> M:
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -445,7 +464,12 @@ def _idempotency_key(request: Request) -> str | None:
 def _fingerprint(route: Route, counter_id: str, body: BaseModel | None) -> str:
     """Same route, counter and (parsed) body: the same request, whatever the JSON whitespace."""
     canonical = json.dumps(
-        [route.method, route.path, counter_id, body.model_dump(mode="json") if body is not None else None],
+        [
+            route.method,
+            route.path,
+            counter_id,
+            body.model_dump(mode="json") if body is not None else route.empty_body,
+        ],
         sort_keys=True,
         separators=(",", ":"),
     )

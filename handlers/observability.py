@@ -1,6 +1,7 @@
 """Structured logs and CloudWatch metrics shared by the Lambda entry points.
 
-Logs are JSON lines from aws-lambda-powertools' Logger. Metrics are CloudWatch embedded metric format
+Logs are JSON lines from aws-lambda-powertools' Logger, built when the first line it will write is
+logged (DeferredLogger). Metrics are CloudWatch embedded metric format
 (EMF) lines on stdout, which CloudWatch turns into metrics without an API call
 (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html).
 They are written here rather than through Powertools' Metrics, by measurement: every request emits
@@ -13,23 +14,132 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import sys
 import time
+from collections.abc import Callable
 from enum import StrEnum
-
-from aws_lambda_powertools import Logger
+from typing import TYPE_CHECKING, Any
 
 from counter_core import config
 
-__all__ = ["METRICS_NAMESPACE", "SERVICE", "MetricUnit", "emit_metric", "logger"]
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger
+
+__all__ = ["METRICS_NAMESPACE", "SERVICE", "DeferredLogger", "MetricUnit", "emit_metric", "logger"]
 
 SERVICE = "counters"
 METRICS_NAMESPACE = "DurableCounters"
 
+# The levels Powertools' Logger takes from AWS Lambda's advanced logging controls (AWS_LAMBDA_LOG_LEVEL)
+# or from its own settings, for which it sets nothing but that level: the ones a deferral reproduces.
+_ALC_LEVELS = {
+    "INFO": logging.INFO,
+    "WARN": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "FATAL": logging.CRITICAL,
+}
+_LEVELS = {
+    "INFO": logging.INFO,
+    "WARNING": logging.WARNING,
+    "ERROR": logging.ERROR,
+    "CRITICAL": logging.CRITICAL,
+}
+
+
+def _log_method(level: int, name: str) -> Callable[..., None]:
+    """DeferredLogger's method `name`: Powertools' own, once a line at `level` will be written."""
+
+    def log(self: DeferredLogger, msg: object, *args: Any, stacklevel: int = 2, **kwargs: Any) -> None:
+        built = self._logger(level)
+        if built is not None:
+            # stacklevel + 1: the line's `location` names the caller, not this wrapper.
+            getattr(built, name)(msg, *args, stacklevel=stacklevel + 1, **kwargs)
+
+    log.__name__ = name
+    return log
+
+
+class DeferredLogger:
+    """Powertools' Logger, imported and built when the first line it will write is logged.
+
+    Importing aws_lambda_powertools and building its Logger was 30-60 ms of CPU of a 245 ms cold start
+    (python -X importtime; tools.bench, figure 3), for a logger that writes nothing on an ordinary
+    request (its lines are DEBUG or for failures). Until then, this object does what the Logger would
+    do with its settings: it sets the same level on the same standard-library logger (named for the
+    service), checks a call against it (so a level changed later, by setLevel or pytest's caplog,
+    counts) and keeps appended keys for the Logger it builds. Settings it does not reproduce exactly
+    (DEBUG, a sample rate, both level variables at once, POWERTOOLS_DEBUG) build the Logger at once.
+    Every line is written by Powertools, so the log shape is Powertools' own.
+    """
+
+    def __init__(self, service: str, **options: Any) -> None:
+        self._service = service
+        # The Logger writes to the stream it finds when built; bind it now, as building at import did.
+        self._options: dict[str, Any] = {"stream": sys.stdout, **options}
+        self._keys: dict[str, Any] = {}
+        self._built: Logger | None = None
+        self._std = logging.getLogger(service)
+        level = _deferrable_level(config.logger_environment())
+        if level is None:
+            self._build()
+        else:
+            self._std.setLevel(level)
+
+    def _build(self) -> Logger:
+        from aws_lambda_powertools.logging.logger import Logger
+
+        deferred_level = self._std.level if self._built is None else None
+        built = Logger(service=self._service, **self._options)
+        if deferred_level:  # keep a level set since (setLevel, caplog) over the one the Logger re-applies
+            self._std.setLevel(deferred_level)
+        if self._keys:
+            built.append_keys(**self._keys)
+        self._built = built
+        return built
+
+    def _logger(self, level: int) -> Logger | None:
+        """The Logger if a line at `level` is written, built if need be; None if it is not written."""
+        if self._built is not None:
+            return self._built
+        if not self._std.isEnabledFor(level):
+            return None
+        return self._build()
+
+    debug = _log_method(logging.DEBUG, "debug")
+    info = _log_method(logging.INFO, "info")
+    warning = _log_method(logging.WARNING, "warning")
+    error = _log_method(logging.ERROR, "error")
+    exception = _log_method(logging.ERROR, "exception")
+
+    def append_keys(self, **keys: Any) -> None:
+        if self._built is not None:
+            self._built.append_keys(**keys)
+        else:
+            self._keys.update(keys)
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else (registered_formatter, remove_keys, ...) is the Logger's own."""
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._built or self._build(), name)
+
+
+def _deferrable_level(settings: dict[str, str]) -> int | None:
+    """The level Powertools' Logger would set, when that level is all it would do; else None."""
+    alc = settings.get("AWS_LAMBDA_LOG_LEVEL")
+    own = settings.get("POWERTOOLS_LOG_LEVEL") or settings.get("LOG_LEVEL")
+    if "POWERTOOLS_LOGGER_SAMPLE_RATE" in settings or "POWERTOOLS_DEBUG" in settings or (alc and own):
+        return None
+    if alc is not None:
+        return _ALC_LEVELS.get(alc)
+    return _LEVELS.get(own.upper()) if own is not None else logging.INFO
+
+
 # A logged exception's traceback goes in one field, `exception`, as the formatted text a person reads;
 # serialize_stacktrace=False drops Powertools' second, structured copy of it (`stack_trace`, a list of
 # frames), which doubled the line and split the traceback in two places.
-logger = Logger(service=SERVICE, serialize_stacktrace=False)
+logger = DeferredLogger(SERVICE, serialize_stacktrace=False)
 
 
 class MetricUnit(StrEnum):
@@ -46,7 +156,9 @@ def emit_metric(name: str, unit: MetricUnit, value: float, **dimensions: str) ->
     head, tail = _emf_template(name, unit.value, tuple(dimensions.items()))
     # One line per request: only the timestamp and the value change, so the rest of the document is
     # serialised once per metric shape (tools.bench, figure 2: a quarter of the CPU the handler added).
-    sys.stdout.write(f"{head}{time.time_ns() // 1_000_000}{tail}{json.dumps(value)}}}\n")
+    # An int (most metrics: counts) is its own JSON; a float goes through json (NaN, Infinity).
+    number = str(value) if type(value) is int else json.dumps(value)
+    sys.stdout.write(f"{head}{time.time_ns() // 1_000_000}{tail}{number}}}\n")
     sys.stdout.flush()  # one write per line, as the Logger does: nothing waits in a buffer when Lambda freezes
 
 

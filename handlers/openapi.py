@@ -15,7 +15,7 @@ from pydantic.json_schema import models_json_schema
 
 from counter_core.models import ErrorBody, HistoryQuery
 from counter_core.paths import ID_PATTERN, MAX_ID_LENGTH
-from handlers.routes import TABLE, Route
+from handlers.routes import TABLE, Route, model
 
 TITLE = "Durable counters"
 VERSION = "1.0.0"
@@ -92,10 +92,11 @@ def _headers(*names: str) -> dict[str, Any]:
 def _schemas() -> tuple[dict[Any, Any], dict[str, Any]]:
     models: set[type[BaseModel]] = {ErrorBody}
     for route in TABLE:
-        models.update(m for m in (route.body, route.response) if m is not None)
+        models.update(model(name) for name in (route.body, route.response) if name is not None)
     ordered = sorted(models, key=lambda m: m.__name__)
+    bodies = {route.body for route in TABLE}
     refs, document = models_json_schema(
-        [(m, "validation" if any(r.body is m for r in TABLE) else "serialization") for m in ordered],
+        [(m, "validation" if m.__name__ in bodies else "serialization") for m in ordered],
         ref_template="#/components/schemas/{model}",
     )
     return dict(refs), document.get("$defs", {})
@@ -147,7 +148,7 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
     if route.body is not None:
         operation["requestBody"] = {
             "required": route.body_required,
-            "content": _json_content(refs[(route.body, "validation")]),
+            "content": _json_content(refs[(model(route.body), "validation")]),
         }
     responses: dict[str, Any] = operation["responses"]
     if route.operation_id == "getOpenApi":
@@ -161,13 +162,14 @@ def _operation(route: Route, refs: dict[Any, Any]) -> dict[str, Any]:
     success_headers = ("RequestId", "IdempotentReplayed") if route.mutation else ("RequestId",)
     success["headers"] = _headers(*success_headers)
     if route.response is not None and route.success != 204:
-        success["content"] = _json_content(refs[(route.response, "serialization")])
+        success["content"] = _json_content(refs[(model(route.response), "serialization")])
     responses[str(route.success)] = success
     if route.operation_id == "setCounter":
+        assert route.response is not None
         responses["201"] = {
             "description": "Created",
             "headers": _headers(*success_headers),
-            "content": _json_content(refs[(route.response, "serialization")]),
+            "content": _json_content(refs[(model(route.response), "serialization")]),
         }
     extra = {405: ("Allow",), 503: ("RetryAfter",)}
     for status in sorted({*route.errors, 405, 500}):

@@ -76,7 +76,7 @@ def build_manifest(folder: Path) -> Manifest:
 
 def render_manifest(manifest: Manifest) -> bytes:
     """Byte-stable JSON: the same folder always gives the same bytes."""
-    return (json.dumps(manifest.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n").encode()
+    return (json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n").encode()
 
 
 def manifest_problem(folder: Path) -> str | None:

@@ -1,0 +1,50 @@
+"""What the store reads and writes, free of pydantic: imported on every cold start.
+
+The pydantic models (counter_core.models) validate request bodies and describe the API; they are
+imported by the first request that needs one, not at cold start (tools.bench, figure 3).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+def metadata_json(metadata: dict[str, Any]) -> str:
+    """The stored form of metadata: compact strict JSON (ValueError for a non-finite number)."""
+    return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+@dataclass(frozen=True)
+class Counter:
+    """A counter as stored. `metadata_json` is the text validated on its way in, so rendering a
+    counter is string assembly that cannot fail, and a success is never followed by an error."""
+
+    id: str
+    value: int
+    metadata_json: str
+    created_at: str
+    updated_at: str
+
+    def to_json(self) -> str:
+        """The API's JSON for this counter (the shape of CounterView)."""
+        return (
+            f'{{"id":{json.dumps(self.id, ensure_ascii=False)},"value":{self.value},'
+            f'"metadata":{_strict(self.metadata_json)},'
+            f'"created_at":"{self.created_at}","updated_at":"{self.updated_at}"}}'
+        )
+
+
+def _strict(stored: str) -> str:
+    # Before metadata was checked on the way in, NaN and Infinity were stored as Python writes
+    # them, which is not JSON; only such text takes the slow path. Such a value renders as null.
+    if "NaN" not in stored and "Infinity" not in stored:
+        return stored
+    try:
+        return json.dumps(json.loads(stored, parse_constant=lambda _: None), ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return "{}"
