@@ -18,6 +18,7 @@ from counter_core.errors import (
     NotACounterDatabase,
     SchemaTooNew,
     StorageBusy,
+    StorageUnavailable,
 )
 from counter_core.manifest import Manifest, Migration, bundled_manifest, load_manifest, parse_manifest
 from counter_core.migrate import APPLICATION_ID, MigrationReport, ensure_current
@@ -44,6 +45,7 @@ __all__ = [
     "Quarantine",
     "SchemaTooNew",
     "StorageBusy",
+    "StorageUnavailable",
     "bundled_manifest",
     "counter_path",
     "ensure_current",

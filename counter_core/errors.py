@@ -56,6 +56,19 @@ class StorageBusy(CounterError):
         return "the counter is busy with other writers - retry after the delay in Retry-After"
 
 
+class StorageUnavailable(CounterError):
+    """The file system refused a write (full, read-only, an I/O error); the transaction rolled back."""
+
+    code = "storage_unavailable"
+
+    @property
+    def public_message(self) -> str:
+        return (
+            "the counter's storage refused the write (full, read-only or failing) - nothing changed;"
+            " retry later (an operator must free space or fix the file system)"
+        )
+
+
 class ManifestInvalid(CounterError):
     """The bundled migration manifest is malformed; the bundle cannot serve."""
 

@@ -28,6 +28,7 @@ from counter_core.errors import (
     NotACounterDatabase,
     SchemaTooNew,
     StorageBusy,
+    StorageUnavailable,
 )
 from counter_core.manifest import Manifest, Migration
 
@@ -78,6 +79,18 @@ def read_header(conn: apsw.Connection) -> tuple[int, int]:
 
 # Read inside the operation's own transaction (counter_core.connection): page 1 was read when the lock
 # was taken, so this costs no file-system call. page_count 0 means the file is empty.
+# What the file system, not the SQL, made fail: a full disk, a read-only file or mount, an I/O error.
+# Never a broken migration (no quarantine): the same migration runs once the operator fixes the storage.
+STORAGE_ERRORS: tuple[type[apsw.Error], ...] = (apsw.FullError, apsw.ReadOnlyError, apsw.IOError)
+
+
+def storage_unavailable(label: str, exc: apsw.Error) -> StorageUnavailable:
+    return StorageUnavailable(
+        f"{label}: the file system refused a write ({exc}) - the transaction rolled back; free space,"
+        " or make the file and its directory writable"
+    )
+
+
 HEADER_IN_TRANSACTION = (
     "SELECT application_id, user_version, page_count"
     " FROM pragma_application_id(), pragma_user_version(), pragma_page_count()"
@@ -266,6 +279,8 @@ def _apply(conn: apsw.Connection, migration: Migration, *, label: str) -> None:
                 pass
         except apsw.BusyError as exc:
             raise StorageBusy(f"{label}: lock lost while applying '{migration.tag}'") from exc
+        except STORAGE_ERRORS as exc:
+            raise storage_unavailable(label, exc) from exc
         except apsw.Error as exc:
             raise MigrationFailed(
                 f"{label}: migration '{migration.tag}' failed at statement {number}: {exc}"

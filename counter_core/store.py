@@ -27,6 +27,7 @@ from counter_core.errors import (
     OutOfRange,
     StorageBusy,
 )
+from counter_core.migrate import STORAGE_ERRORS, storage_unavailable
 from counter_core.records import INT64_MAX, INT64_MIN, Counter, metadata_json
 
 if TYPE_CHECKING:
@@ -216,9 +217,12 @@ class CounterStore:
         # A counter without a file gets one with this write already in it (one durable step instead
         # of two: counter_core.create); a delete never creates one.
         # Delete and reset never create a counter: a mistyped ID must not leave a file behind.
-        found = self._cache.open_or_create(
-            counter_id, seed=None if isinstance(operation, (Delete, Reset)) else write
-        )
+        try:
+            found = self._cache.open_or_create(
+                counter_id, seed=None if isinstance(operation, (Delete, Reset)) else write
+            )
+        except STORAGE_ERRORS as exc:  # a full disk while building the new file: none was linked
+            raise storage_unavailable(f"counter {counter_id!r}", exc) from exc
         if isinstance(found, Created):
             return found.seeded
         with self._transaction(counter_id, found, "BEGIN IMMEDIATE"):
@@ -266,6 +270,9 @@ class CounterStore:
         except apsw.BusyError as exc:
             self._rollback(counter_id, conn)
             raise StorageBusy(f"counter {counter_id!r}: lock not granted within the busy timeout") from exc
+        except STORAGE_ERRORS as exc:
+            self._rollback(counter_id, conn)
+            raise storage_unavailable(f"counter {counter_id!r}", exc) from exc
         except BaseException:
             self._rollback(counter_id, conn)
             raise

@@ -18,6 +18,7 @@ _STATUS: tuple[tuple[type[domain.CounterError], int], ...] = (
     (domain.OutOfRange, 409),
     (domain.IdempotencyKeyReused, 422),
     (domain.StorageBusy, 503),
+    (domain.StorageUnavailable, 503),
     (domain.MigrationError, 503),
     (domain.ManifestInvalid, 503),
     (domain.Misconfigured, 500),

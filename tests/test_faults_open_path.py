@@ -1,0 +1,121 @@
+"""The open path under a hostile environment: real files on a real (small, full) file system.
+
+A full disk is not a broken migration: the request answers a storage error that says so, nothing
+changes, and once space is freed the counter is served at once - no quarantine holds it back.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from counter_core import ConnectionCache, Manifest, bundled_manifest, counter_path, open_database
+from counter_core.errors import StorageUnavailable
+from counter_core.migrate import read_header
+from counter_core.store import CounterStore, Increment
+from handlers.errors import from_domain_error
+from tests.test_engine_open_path import _newer
+
+# One more migration that needs room: 50 rows of 1,000 bytes, more than the full disk has.
+_NEEDS_ROOM = (
+    "CREATE TABLE `ballast` (`x` blob);\n--> statement-breakpoint\n"
+    "INSERT INTO `ballast` SELECT zeroblob(1000) FROM"
+    " (WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 50) SELECT n FROM c);"
+)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs, unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def _fill(disk: Path) -> Path:
+    """Fill the file system to its last byte; the filler file, to delete to free the space."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    try:
+        while True:
+            os.write(fd, b"\0")
+    except OSError:
+        pass
+    os.close(fd)
+    return filler
+
+
+def _store(root: Path, manifest: Manifest) -> CounterStore:
+    return CounterStore(
+        ConnectionCache(root, manifest, capacity=4, busy_timeout_ms=500), idempotency_ttl_s=60
+    )
+
+
+def test_a_migration_on_a_full_disk_is_a_storage_error_and_runs_once_space_is_freed(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    # GIVEN a counter written by the current bundle, and a newer bundle whose migration needs room
+    root = small_disk / "counters"
+    old = _store(root, bundled_manifest())
+    old.apply("c", Increment(1), request_id="r")
+    newer = _newer(tmp_path / "newer", "ballast", _NEEDS_ROOM)
+    store = _store(root, newer)
+    path = counter_path(root, "c")
+    # WHEN the disk is full and the newer bundle writes the counter
+    filler = _fill(small_disk)
+    before = path.read_bytes()
+    with pytest.raises(StorageUnavailable) as refused:
+        store.apply("c", Increment(1), request_id="r")
+    # THEN the answer is a 503 that blames the storage, not the migration, and the file is unchanged
+    response = from_domain_error(refused.value, "req")
+    assert response.status == 503
+    assert "storage" in refused.value.public_message
+    assert str(small_disk) not in refused.value.public_message
+    assert path.read_bytes() == before
+    # AND once space is freed, the very next request migrates and counts (no quarantine window)
+    filler.unlink()
+    outcome = store.apply("c", Increment(1), request_id="r")
+    assert outcome.outcome is not None and outcome.outcome.counter is not None
+    assert outcome.outcome.counter.value == 2
+    old._cache.close()
+    store._cache.close()
+    conn = open_database(path, create=False, busy_timeout_ms=500)
+    assert read_header(conn)[1] == newer.version
+    conn.close()
+
+
+def test_a_first_touch_on_a_full_disk_is_a_storage_error_and_leaves_nothing(small_disk: Path) -> None:
+    # GIVEN a full disk
+    root = small_disk / "counters"
+    root.mkdir()
+    store = _store(root, bundled_manifest())
+    filler = _fill(small_disk)
+    # WHEN a new counter is incremented
+    with pytest.raises(StorageUnavailable) as refused:
+        store.apply("new", Increment(1), request_id="r")
+    # THEN a 503 storage error (not a 500), and no counter file and no temporary file remain
+    assert from_domain_error(refused.value, "req").status == 503
+    assert not counter_path(root, "new").exists()
+    assert [p.name for p in root.rglob("*") if p.is_file()] == []
+    # AND once space is freed, the counter is created
+    filler.unlink()
+    applied = store.apply("new", Increment(1), request_id="r")
+    assert applied.outcome is not None and applied.outcome.created
+    store._cache.close()
+    shutil.rmtree(root)
