@@ -29,6 +29,7 @@ from counter_core.manifest import Manifest
 from counter_core.migrate import (
     APPLICATION_ID,
     HEADER_IN_TRANSACTION,
+    STORAGE_ERRORS,
     MigrationReport,
     check_newer,
     ensure_current,
@@ -37,11 +38,14 @@ from counter_core.migrate import (
     not_a_database,
     pending_need_foreign_keys_off,
     refused_open,
+    storage_unavailable,
 )
 from counter_core.paths import counter_path, resolve_root
 from counter_core.quarantine import Quarantine
 
 _HEADER_BYTES = 100
+# What stops a new file from being made: the file system, never the request (see open_or_create).
+_CANNOT_CREATE: tuple[type[Exception], ...] = (OSError, apsw.CantOpenError, *STORAGE_ERRORS)
 _MAGIC = b"SQLite format 3\x00"
 _FILE_KINDS = (
     (stat.S_ISLNK, "a symbolic link"),
@@ -300,18 +304,23 @@ class ConnectionCache:
             self._open.move_to_end(counter_id)
             return entry.conn
         try:
-            return self._open_or_create(counter_id, seed)
-        except NotACounterDatabase as exc:
-            if self._root_resolved or not _link_in_path(exc):
-                raise
-            # The root itself may be reached through links (macOS's /tmp, a mount behind a link);
-            # nothing below it may be one. Resolve it once and try again.
-            self._root_resolved = True
-            resolved = resolve_root(self.root)
-            if resolved == self.root:
-                raise
-            self.root = resolved
-            return self._open_or_create(counter_id, seed)
+            try:
+                return self._open_or_create(counter_id, seed)
+            except NotACounterDatabase as exc:
+                if self._root_resolved or not _link_in_path(exc):
+                    raise
+                # The root itself may be reached through links (macOS's /tmp, a mount behind a link);
+                # nothing below it may be one. Resolve it once and try again.
+                self._root_resolved = True
+                resolved = resolve_root(self.root)
+                if resolved == self.root:
+                    raise
+                self.root = resolved
+                return self._open_or_create(counter_id, seed)
+        except _CANNOT_CREATE as exc:
+            # A fan-out directory or the new file cannot be made (a full or read-only file system, an
+            # EFS access point owned by another user): no file was linked, nothing changed.
+            raise storage_unavailable(f"counter {counter_id!r}", exc) from exc
 
     def _open_or_create(
         self, counter_id: str, seed: Callable[[apsw.Connection], T] | None

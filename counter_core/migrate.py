@@ -84,10 +84,11 @@ def read_header(conn: apsw.Connection) -> tuple[int, int]:
 STORAGE_ERRORS: tuple[type[apsw.Error], ...] = (apsw.FullError, apsw.ReadOnlyError, apsw.IOError)
 
 
-def storage_unavailable(label: str, exc: apsw.Error) -> StorageUnavailable:
+def storage_unavailable(label: str, exc: Exception) -> StorageUnavailable:
+    why = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
     return StorageUnavailable(
-        f"{label}: the file system refused a write ({exc}) - the transaction rolled back; free space,"
-        " or make the file and its directory writable"
+        f"{label}: the file system refused a write ({why}) - nothing changed; free space, or make the"
+        " counters root, its directories and files writable by this function's user"
     )
 
 

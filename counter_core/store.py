@@ -217,12 +217,9 @@ class CounterStore:
         # A counter without a file gets one with this write already in it (one durable step instead
         # of two: counter_core.create); a delete never creates one.
         # Delete and reset never create a counter: a mistyped ID must not leave a file behind.
-        try:
-            found = self._cache.open_or_create(
-                counter_id, seed=None if isinstance(operation, (Delete, Reset)) else write
-            )
-        except STORAGE_ERRORS as exc:  # a full disk while building the new file: none was linked
-            raise storage_unavailable(f"counter {counter_id!r}", exc) from exc
+        found = self._cache.open_or_create(
+            counter_id, seed=None if isinstance(operation, (Delete, Reset)) else write
+        )
         if isinstance(found, Created):
             return found.seeded
         with self._transaction(counter_id, found, "BEGIN IMMEDIATE"):

@@ -119,3 +119,39 @@ def test_a_first_touch_on_a_full_disk_is_a_storage_error_and_leaves_nothing(smal
     assert applied.outcome is not None and applied.outcome.created
     store._cache.close()
     shutil.rmtree(root)
+
+
+@pytest.fixture
+def read_only_view(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """(a writable directory, a read-only bind mount of it), unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    writable = tmp_path / "rw"
+    view = tmp_path / "ro"
+    writable.mkdir()
+    view.mkdir()
+    subprocess.run(["mount", "--bind", str(writable), str(view)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+        yield writable, view
+    finally:
+        subprocess.run(["umount", "-l", str(view)], check=True)
+
+
+def test_a_first_touch_under_a_read_only_root_is_a_storage_error(read_only_view: tuple[Path, Path]) -> None:
+    # GIVEN a root mounted read-only (an EFS access point with the wrong owner behaves alike), holding
+    # one counter, and the fan-out directory of another counter that has no file yet
+    writable, view = read_only_view
+    _store(writable, bundled_manifest()).apply("kept", Increment(1), request_id="r")
+    counter_path(writable, "sibling").parent.mkdir(parents=True)
+    store = _store(view, bundled_manifest())
+    for counter_id in ("elsewhere", "sibling"):
+        # WHEN a new counter is incremented there
+        with pytest.raises(StorageUnavailable) as refused:
+            store.apply(counter_id, Increment(1), request_id="r")
+        # THEN a 503 storage error that names no path, not a 500
+        assert from_domain_error(refused.value, "req").status == 503
+        assert str(view) not in refused.value.public_message
+    # AND the existing counter still reads
+    assert store.get("kept").value == 1
+    store._cache.close()
