@@ -21,11 +21,14 @@ import apsw
 from counter_core.connection import ConnectionCache
 from counter_core.create import Created
 from counter_core.errors import (
+    CounterFileDamaged,
     CounterNotFound,
     IdempotencyKeyReused,
     InvalidCursor,
+    NotACounterDatabase,
     OutOfRange,
     StorageBusy,
+    StorageUnavailable,
 )
 from counter_core.migrate import STORAGE_ERRORS, storage_unavailable
 from counter_core.records import INT64_MAX, INT64_MIN, Counter, metadata_json
@@ -217,9 +220,20 @@ class CounterStore:
         # A counter without a file gets one with this write already in it (one durable step instead
         # of two: counter_core.create); a delete never creates one.
         # Delete and reset never create a counter: a mistyped ID must not leave a file behind.
-        found = self._cache.open_or_create(
-            counter_id, seed=None if isinstance(operation, (Delete, Reset)) else write
-        )
+        seed = None if isinstance(operation, (Delete, Reset)) else write
+        found = self._cache.open_or_create(counter_id, seed=seed)
+        if isinstance(found, Created):
+            return found.seeded
+        try:
+            with self._transaction(counter_id, found, "BEGIN IMMEDIATE"):
+                return write(found)
+        except StorageUnavailable as exc:
+            if not _file_replaced(exc):
+                raise
+        # The file was replaced under the cached connection (a backup restored by a rename, or moved
+        # away); SQLite refused the write, nothing changed, and `_transaction` dropped the connection:
+        # once more, on whatever is at the path now.
+        found = self._cache.open_or_create(counter_id, seed=seed)
         if isinstance(found, Created):
             return found.seeded
         with self._transaction(counter_id, found, "BEGIN IMMEDIATE"):
@@ -269,7 +283,16 @@ class CounterStore:
             raise StorageBusy(f"counter {counter_id!r}: lock not granted within the busy timeout") from exc
         except STORAGE_ERRORS as exc:
             self._rollback(counter_id, conn)
+            if _file_replaced(exc):
+                self._cache.forget(counter_id)
             raise storage_unavailable(f"counter {counter_id!r}", exc) from exc
+        except (CounterFileDamaged, NotACounterDatabase, StorageUnavailable) as exc:
+            # The file at the path may change back (an operator restores it, or moves it away): the
+            # next request opens whatever is there then, instead of this connection's file for good.
+            self._rollback(counter_id, conn)
+            if not isinstance(exc, StorageUnavailable) or _file_replaced(exc):
+                self._cache.forget(counter_id)
+            raise
         except BaseException:
             self._rollback(counter_id, conn)
             raise
@@ -290,6 +313,15 @@ class CounterStore:
         except apsw.Error:
             # The connection's state is unknown: drop it so the next request opens afresh.
             self._cache.forget(counter_id)
+
+
+def _file_replaced(exc: BaseException) -> bool:
+    """Whether SQLite refused a write because the connection's file was renamed or unlinked."""
+    cause = exc if isinstance(exc, apsw.Error) else exc.__cause__
+    return (
+        isinstance(cause, apsw.ReadOnlyError)
+        and getattr(cause, "extendedresult", None) == apsw.SQLITE_READONLY_DBMOVED
+    )
 
 
 _Row = tuple[int, str, int, int]  # value, metadata JSON, created_at, updated_at

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from counter_core import ConnectionCache, Manifest, bundled_manifest, counter_path, open_database
-from counter_core.errors import StorageUnavailable
+from counter_core.errors import CounterFileDamaged, CounterNotFound, StorageUnavailable
 from counter_core.migrate import read_header
 from counter_core.store import CounterStore, Increment
 from handlers.errors import from_domain_error
@@ -155,3 +155,90 @@ def test_a_first_touch_under_a_read_only_root_is_a_storage_error(read_only_view:
     # AND the existing counter still reads
     assert store.get("kept").value == 1
     store._cache.close()
+
+
+def _warm_store(root: Path, counter_id: str) -> CounterStore:
+    """A store whose cache holds the counter's connection, as a warm Lambda instance's does."""
+    store = _store(root, bundled_manifest())
+    for _ in range(2):
+        store.apply(counter_id, Increment(1), request_id="r")
+    return store
+
+
+def test_a_counter_restored_from_a_backup_under_a_warm_connection_is_served_from_the_restored_file(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a warm instance, and a backup of its counter taken at value 2
+    root = tmp_path / "counters"
+    store = _warm_store(root, "c")
+    path = counter_path(root, "c")
+    backup = tmp_path / "backup"
+    shutil.copy(path, backup)
+    store.apply("c", Increment(1), request_id="r")
+    # WHEN the operator restores the backup the usual way (an atomic rename over the live file)
+    backup.replace(path)
+    # THEN the warm instance's next write lands in the restored file, the one every process sees
+    applied = store.apply("c", Increment(10), request_id="r")
+    assert applied.outcome is not None and applied.outcome.counter is not None
+    assert applied.outcome.counter.value == 12
+    fresh = _store(root, bundled_manifest())
+    assert fresh.get("c").value == 12
+    store._cache.close()
+    fresh._cache.close()
+
+
+def test_a_warm_instance_serves_a_damaged_counter_again_once_the_operator_restores_it(tmp_path: Path) -> None:
+    # GIVEN a warm instance whose counter file is truncated to nothing, and a backup of it
+    root = tmp_path / "counters"
+    store = _warm_store(root, "c")
+    path = counter_path(root, "c")
+    backup = tmp_path / "backup"
+    shutil.copy(path, backup)
+    os.truncate(path, 0)
+    # WHEN a request meets the damage, and the operator then does what the error says (restore it)
+    with pytest.raises(CounterFileDamaged):
+        store.apply("c", Increment(1), request_id="r")
+    backup.replace(path)
+    # THEN the warm instance serves the restored file: reads and writes
+    assert store.get("c").value == 2
+    applied = store.apply("c", Increment(1), request_id="r")
+    assert applied.outcome is not None and applied.outcome.counter is not None
+    assert applied.outcome.counter.value == 3
+    store._cache.close()
+
+
+def test_a_warm_instance_starts_a_counter_afresh_once_its_damaged_file_is_moved_away(tmp_path: Path) -> None:
+    # GIVEN a warm instance whose counter file is truncated to nothing, met by one request
+    root = tmp_path / "counters"
+    store = _warm_store(root, "c")
+    path = counter_path(root, "c")
+    os.truncate(path, 0)
+    with pytest.raises(CounterFileDamaged):
+        store.get("c")
+    # WHEN the operator moves the file away (the counter then starts afresh, says the error)
+    path.rename(tmp_path / "damaged")
+    # THEN the warm instance finds no counter, and a write creates it anew
+    with pytest.raises(CounterNotFound):
+        store.get("c")
+    applied = store.apply("c", Increment(1), request_id="r")
+    assert applied.outcome is not None and applied.outcome.created
+    store._cache.close()
+
+
+def test_a_write_through_a_warm_connection_after_its_file_was_moved_away_creates_the_counter_anew(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a warm instance whose counter file is moved away by an operator
+    root = tmp_path / "counters"
+    store = _warm_store(root, "c")
+    path = counter_path(root, "c")
+    path.rename(tmp_path / "moved")
+    # WHEN the warm instance increments the counter
+    applied = store.apply("c", Increment(5), request_id="r")
+    # THEN the counter starts afresh in a new file at its path (not in the moved one)
+    assert applied.outcome is not None and applied.outcome.counter is not None
+    assert applied.outcome.created and applied.outcome.counter.value == 5
+    fresh = _store(root, bundled_manifest())
+    assert fresh.get("c").value == 5
+    store._cache.close()
+    fresh._cache.close()
