@@ -91,6 +91,10 @@ def _check_header(conn: apsw.Connection, label: str) -> None:
     # journal_mode=DELETE` is not run at all: it is SQLite's default for a rollback-journal file, and on
     # a WAL file it would rewrite another application's database (https://sqlite.org/fileformat.html).
     complete, header = conn.read("main", 0, 0, _HEADER_BYTES)
+    if not complete and not any(header):
+        # Empty since `probe` looked (SQLite pads a short read with zeros): a file being created in
+        # place by a process without hard links, or one truncated - damage, as `probe` would say.
+        raise damaged(label, "it is empty (0 bytes)")
     if not header.startswith(_MAGIC):
         raise not_a_database(label, "it is not an SQLite database")
     if not complete:

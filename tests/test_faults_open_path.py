@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
 
 import pytest
 
@@ -242,3 +245,60 @@ def test_a_write_through_a_warm_connection_after_its_file_was_moved_away_creates
     assert fresh.get("c").value == 5
     store._cache.close()
     fresh._cache.close()
+
+
+_INCREMENT_ONCE = """
+import sys
+from pathlib import Path
+from counter_core import ConnectionCache, bundled_manifest
+from counter_core.errors import CounterError
+from counter_core.store import CounterStore, Increment
+cache = ConnectionCache(Path(sys.argv[1]), bundled_manifest(), capacity=4, busy_timeout_ms=500)
+try:
+    CounterStore(cache, idempotency_ttl_s=60).apply("c", Increment(1), request_id="r")
+    print("ok")
+except CounterError as exc:
+    print(exc.code)
+"""
+
+
+def test_the_loser_of_a_first_touch_race_with_an_in_place_creator_reports_damage_not_a_foreign_file(
+    tmp_path: Path,
+) -> None:
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace (fault injection)")
+    # GIVEN the empty file an in-place creator (a process without hard links) has just made
+    root = tmp_path / "counters"
+    path = counter_path(root, "c")
+    path.parent.mkdir(parents=True)
+    path.touch()
+    # WHEN a process with hard links looks just before it appeared (its lstat says: no file), builds
+    # its own file and loses the link to it
+    done = subprocess.run(
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-P",
+            str(path),
+            "-e",
+            "trace=newfstatat",
+            "-e",
+            "inject=newfstatat:error=ENOENT:when=1",
+            sys.executable,
+            "-c",
+            _INCREMENT_ONCE,
+            str(root),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    # THEN it answers as for any empty counter file (503 counter_file_damaged, as the README says of
+    # in-place creation), never "not a counter database", which tells the operator to move it away
+    assert done.stdout.strip() == "counter_file_damaged", done.stderr
+    assert path.stat().st_size == 0
