@@ -13,8 +13,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
 import pytest
 
 from counter_core import ConnectionCache, Manifest, bundled_manifest, counter_path, open_database
@@ -23,6 +21,8 @@ from counter_core.migrate import read_header
 from counter_core.store import CounterStore, Increment
 from handlers.errors import from_domain_error
 from tests.test_engine_open_path import _newer
+
+REPO = Path(__file__).resolve().parent.parent
 
 # One more migration that needs room: 50 rows of 1,000 bytes, more than the full disk has.
 _NEEDS_ROOM = (
