@@ -198,7 +198,8 @@ class CounterStore:
         `render` runs inside the transaction, before COMMIT: if it fails, the change is rolled back,
         so nothing that can fail stands between COMMIT and the response (required with
         `idempotency`, whose record holds the rendered response). Raises CounterNotFound (delete of a
-        missing counter), OutOfRange, IdempotencyKeyReused, StorageBusy; in every case nothing changed.
+        missing counter), OutOfRange, IdempotencyKeyReused, StorageBusy, StorageUnavailable; in every
+        case nothing changed.
         """
         now = self._clock()
 
@@ -221,23 +222,32 @@ class CounterStore:
         # of two: counter_core.create); a delete never creates one.
         # Delete and reset never create a counter: a mistyped ID must not leave a file behind.
         seed = None if isinstance(operation, (Delete, Reset)) else write
+        for attempt in range(2):
+            found = self._writable(counter_id, seed)
+            if isinstance(found, Created):
+                return found.seeded
+            try:
+                with self._transaction(counter_id, found, "BEGIN IMMEDIATE"):
+                    return write(found)
+            except StorageUnavailable as exc:
+                # The file was replaced under the cached connection (a backup restored by a rename, or
+                # moved away); SQLite refused the write, nothing changed, and `_transaction` dropped
+                # the connection: once more, on whatever is at the path now.
+                if attempt or not _file_replaced(exc):
+                    raise
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def _writable(
+        self, counter_id: str, seed: Callable[[apsw.Connection], Applied] | None
+    ) -> apsw.Connection | Created[Applied]:
         found = self._cache.open_or_create(counter_id, seed=seed)
-        if isinstance(found, Created):
-            return found.seeded
-        try:
-            with self._transaction(counter_id, found, "BEGIN IMMEDIATE"):
-                return write(found)
-        except StorageUnavailable as exc:
-            if not _file_replaced(exc):
-                raise
-        # The file was replaced under the cached connection (a backup restored by a rename, or moved
-        # away); SQLite refused the write, nothing changed, and `_transaction` dropped the connection:
-        # once more, on whatever is at the path now.
-        found = self._cache.open_or_create(counter_id, seed=seed)
-        if isinstance(found, Created):
-            return found.seeded
-        with self._transaction(counter_id, found, "BEGIN IMMEDIATE"):
-            return write(found)
+        if isinstance(found, Created) or not found.readonly("main"):
+            return found
+        # Opened (for a read) when the file could not be opened for writing - mode 444 since fixed, a
+        # transient EACCES or EMFILE - so SQLite fell back to read-only: open it afresh rather than
+        # refuse every write until the connection is evicted. An in-memory flag, no file-system call.
+        self._cache.forget(counter_id)
+        return self._cache.open_or_create(counter_id, seed=seed)
 
     def _replay(self, conn: apsw.Connection, idempotency: Idempotency, now: int) -> StoredResponse | None:
         row = conn.execute(

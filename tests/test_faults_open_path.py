@@ -302,3 +302,60 @@ def test_the_loser_of_a_first_touch_race_with_an_in_place_creator_reports_damage
     # in-place creation), never "not a counter database", which tells the operator to move it away
     assert done.stdout.strip() == "counter_file_damaged", done.stderr
     assert path.stat().st_size == 0
+
+
+_READ_THEN_WRITE = """
+import sys
+from pathlib import Path
+from counter_core import ConnectionCache, bundled_manifest
+from counter_core.errors import CounterError
+from counter_core.store import CounterStore, Increment
+store = CounterStore(
+    ConnectionCache(Path(sys.argv[1]), bundled_manifest(), capacity=4, busy_timeout_ms=500), idempotency_ttl_s=60
+)
+print(store.get("c").value)
+try:
+    applied = store.apply("c", Increment(1), request_id="r")
+    print(applied.outcome.counter.value)
+except CounterError as exc:
+    print(exc.code)
+"""
+
+
+def test_a_connection_opened_while_its_file_could_not_be_written_does_not_refuse_writes_for_good(
+    tmp_path: Path,
+) -> None:
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace (fault injection)")
+    # GIVEN a counter at value 1
+    root = tmp_path / "counters"
+    _store(root, bundled_manifest()).apply("c", Increment(1), request_id="r")
+    path = counter_path(root, "c")
+    # WHEN a cold instance reads it at a moment its file cannot be opened for writing (mode 444 then
+    # fixed, a transient EACCES or EMFILE: SQLite then opens it read-only), and writes it afterwards
+    done = subprocess.run(
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-P",
+            str(path),
+            "-e",
+            "trace=openat",
+            "-e",
+            "inject=openat:error=EACCES:when=1",
+            sys.executable,
+            "-c",
+            _READ_THEN_WRITE,
+            str(root),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    # THEN the read is served, and so is the write: the read-only connection is not kept for writes
+    assert done.stdout.split() == ["1", "2"], done.stderr
