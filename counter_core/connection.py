@@ -19,6 +19,7 @@ import apsw
 
 from counter_core.create import Created, LinkUnsupported, auto_vacuum_full, create_database
 from counter_core.errors import (
+    CounterError,
     CounterFileDamaged,
     CounterNotFound,
     MigrationFailed,
@@ -46,6 +47,7 @@ from counter_core.quarantine import Quarantine
 _HEADER_BYTES = 100
 # What stops a new file from being made: the file system, never the request (see open_or_create).
 _CANNOT_CREATE: tuple[type[Exception], ...] = (OSError, apsw.CantOpenError, *STORAGE_ERRORS)
+_CANNOT_REOPEN: tuple[type[Exception], ...] = (CounterError, *_CANNOT_CREATE)
 _MAGIC = b"SQLite format 3\x00"
 _FILE_KINDS = (
     (stat.S_ISLNK, "a symbolic link"),
@@ -342,7 +344,13 @@ class ConnectionCache:
                 if self._on_migrated is not None:
                     self._on_migrated(counter_id, created.report)
                 # Keep a connection to the file this request created: the next request is a warm one.
-                self._keep(counter_id, self._connect(path, label), version=created.report.to_version)
+                # Only if it opens: the request's write is committed, and an error answer would say
+                # nothing changed (a client's retry would apply it twice). The next request opens it.
+                try:
+                    conn = self._connect(path, label)
+                except _CANNOT_REOPEN:
+                    return created
+                self._keep(counter_id, conn, version=created.report.to_version)
                 return created
             # Another process linked its file first: this request's write goes to that file.
         return self._keep(counter_id, self._connect(path, label))

@@ -359,3 +359,42 @@ def test_a_connection_opened_while_its_file_could_not_be_written_does_not_refuse
     )
     # THEN the read is served, and so is the write: the read-only connection is not kept for writes
     assert done.stdout.split() == ["1", "2"], done.stderr
+
+
+def test_a_first_touch_whose_new_file_cannot_be_reopened_still_answers_its_committed_write(
+    tmp_path: Path,
+) -> None:
+    if shutil.which("strace") is None:
+        pytest.skip("needs strace (fault injection)")
+    # GIVEN a process that will build and link a new counter file, but cannot open it again at its
+    # path afterwards (every open of that path fails: ENFILE, the system's file table is full)
+    root = tmp_path / "counters"
+    path = counter_path(root, "c")
+    done = subprocess.run(
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-o",
+            "/dev/null",
+            "-P",
+            str(path),
+            "-e",
+            "trace=openat",
+            "-e",
+            "inject=openat:error=ENFILE:when=1+",
+            sys.executable,
+            "-c",
+            _INCREMENT_ONCE,
+            str(root),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    # THEN the write, which committed in the new file, is answered as done (an error would say
+    # nothing changed, and the client's retry would count it twice)
+    assert done.stdout.strip() == "ok", done.stderr
+    assert _store(root, bundled_manifest()).get("c").value == 1
