@@ -57,15 +57,15 @@ class StorageBusy(CounterError):
 
 
 class StorageUnavailable(CounterError):
-    """The file system refused a write (full, read-only, an I/O error); the transaction rolled back."""
+    """The file system refused an operation (full, read-only, not permitted, an I/O error); nothing changed."""
 
     code = "storage_unavailable"
 
     @property
     def public_message(self) -> str:
         return (
-            "the counter's storage refused the write (full, read-only or failing) - nothing changed;"
-            " retry later (an operator must free space or fix the file system)"
+            "the counter's storage refused the operation (full, read-only, not permitted or failing) -"
+            " nothing changed; retry later (an operator must free space or fix the file system)"
         )
 
 

@@ -87,7 +87,7 @@ STORAGE_ERRORS: tuple[type[apsw.Error], ...] = (apsw.FullError, apsw.ReadOnlyErr
 def storage_unavailable(label: str, exc: Exception) -> StorageUnavailable:
     why = (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
     return StorageUnavailable(
-        f"{label}: the file system refused a write ({why}) - nothing changed; free space, or make the"
+        f"{label}: the file system refused an operation ({why}) - nothing changed; free space, or make the"
         " counters root, its directories and files writable by this function's user"
     )
 
