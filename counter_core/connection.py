@@ -388,7 +388,7 @@ class ConnectionCache:
     def _accepts(self, entry: _Entry | None, row: tuple[object, ...]) -> bool:
         """Whether a header is this bundle's, or a newer one already found additive; remembered if so."""
         version = row[1]
-        if row[0] != APPLICATION_ID or not isinstance(version, int):
+        if row[0] != APPLICATION_ID or not isinstance(version, int) or row[3] == "wal":
             return False
         if version == self.manifest.version or (entry is not None and version == entry.version):
             if entry is not None:
@@ -408,7 +408,11 @@ class ConnectionCache:
         self, counter_id: str, conn: apsw.Connection, begin: str, row: tuple[object, ...], *, retried: bool
     ) -> MigrationReport | None:
         label = f"counter {counter_id!r}"
-        application_id, version, pages = (int(str(value)) for value in row)
+        if row[3] == "wal":
+            # Switched to WAL by another tool while this connection was open (a cold open refuses it
+            # in _check_header): never read or written through WAL's unshared index on NFS.
+            raise not_a_database(label, "it is in WAL mode, which counter files never use")
+        application_id, version, pages = (int(str(value)) for value in row[:3])
         if pages == 0:
             raise damaged(label, "it became empty (0 bytes)")
         if application_id not in (APPLICATION_ID, 0):
@@ -475,7 +479,17 @@ class ConnectionCache:
         return self._keep(counter_id, conn)
 
     def _keep(self, counter_id: str, conn: apsw.Connection, *, version: int = _UNCHECKED) -> apsw.Connection:
-        self._open[counter_id] = _Entry(conn, version)
+        entry = _Entry(conn, version)
+
+        def committed_in_wal(_conn: apsw.Connection, _name: str, _pages: int) -> int:
+            # Called only for a COMMIT in WAL mode: the file was switched to WAL after the header was
+            # last checked. The next transaction checks the whole header again, and refuses it. A
+            # hook, not a check per request: rollback-journal commits never call it.
+            entry.version = _UNCHECKED
+            return apsw.SQLITE_OK
+
+        conn.set_wal_hook(committed_in_wal)
+        self._open[counter_id] = entry
         if len(self._open) > self.capacity:
             _, evicted = self._open.popitem(last=False)
             evicted.conn.close()

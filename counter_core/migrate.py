@@ -93,8 +93,8 @@ def storage_unavailable(label: str, exc: Exception) -> StorageUnavailable:
 
 
 HEADER_IN_TRANSACTION = (
-    "SELECT application_id, user_version, page_count"
-    " FROM pragma_application_id(), pragma_user_version(), pragma_page_count()"
+    "SELECT application_id, user_version, page_count, journal_mode"
+    " FROM pragma_application_id(), pragma_user_version(), pragma_page_count(), pragma_journal_mode()"
 )
 
 

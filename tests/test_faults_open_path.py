@@ -13,10 +13,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import apsw
 import pytest
 
 from counter_core import ConnectionCache, Manifest, bundled_manifest, counter_path, open_database
-from counter_core.errors import CounterFileDamaged, CounterNotFound, StorageUnavailable
+from counter_core.errors import CounterFileDamaged, CounterNotFound, NotACounterDatabase, StorageUnavailable
 from counter_core.migrate import read_header
 from counter_core.store import CounterStore, Increment
 from handlers.errors import from_domain_error
@@ -398,3 +399,37 @@ def test_a_first_touch_whose_new_file_cannot_be_reopened_still_answers_its_commi
     # nothing changed, and the client's retry would count it twice)
     assert done.stdout.strip() == "ok", done.stderr
     assert _store(root, bundled_manifest()).get("c").value == 1
+
+
+def _switch_to_wal(path: Path) -> None:
+    """What an operator's tool does (a sqlite3 shell, a backup agent): the file is in WAL mode after it."""
+    conn = apsw.Connection(str(path))
+    assert conn.execute("PRAGMA journal_mode=WAL").fetchall() == [("wal",)]
+    conn.close()
+
+
+@pytest.mark.parametrize("first", ["read", "write"])
+def test_a_warm_instance_stops_using_a_counter_file_switched_to_wal(tmp_path: Path, first: str) -> None:
+    # GIVEN a warm instance, and its counter's file switched to WAL by another tool (WAL's index lives
+    # in shared memory, which hosts sharing an NFS mount do not share: counter files never use it)
+    root = tmp_path / "counters"
+    store = _warm_store(root, "c")
+    path = counter_path(root, "c")
+    _switch_to_wal(path)
+    # WHEN the warm instance serves requests for it
+    outcomes = []
+    for operation in [first, "read", "write", "read"]:
+        try:
+            if operation == "read":
+                store.get("c")
+            else:
+                store.apply("c", Increment(1), request_id="r")
+            outcomes.append("served")
+        except NotACounterDatabase:
+            outcomes.append("refused")
+    # THEN, as a cold instance does, it refuses the file - from the request after its first write
+    # there: a check per request would cost every warm request a statement, while WAL commits call a
+    # hook (rollback-journal commits never do)
+    served_until_written = {"write": ["served"], "read": ["served", "served", "served"]}[first]
+    assert outcomes == served_until_written + ["refused"] * (4 - len(served_until_written))
+    store._cache.close()
