@@ -20,7 +20,6 @@ import apsw
 from counter_core.create import Created, LinkUnsupported, auto_vacuum_full, create_database
 from counter_core.errors import (
     CounterError,
-    CounterFileDamaged,
     CounterNotFound,
     MigrationFailed,
     NotACounterDatabase,
@@ -30,9 +29,11 @@ from counter_core.manifest import Manifest
 from counter_core.migrate import (
     APPLICATION_ID,
     HEADER_IN_TRANSACTION,
+    MALFORMED,
     STORAGE_ERRORS,
     MigrationReport,
     check_newer,
+    damaged,
     ensure_current,
     is_link_refusal,
     migrate_in_transaction,
@@ -77,14 +78,6 @@ def probe(path: Path, *, label: str) -> bool:
     if info.st_size == 0:
         raise damaged(label, "it is empty (0 bytes)")
     return True
-
-
-def damaged(label: str, why: str) -> CounterFileDamaged:
-    return CounterFileDamaged(
-        f"{label}: the counter file is damaged ({why}) - it was left untouched; restore it from a backup"
-        " or move it away (the counter then starts afresh)",
-        public="the counter's file is damaged - an operator must restore it",
-    )
 
 
 def _check_header(conn: apsw.Connection, label: str) -> None:
@@ -201,8 +194,11 @@ def _open_probed(path: Path, *, create: bool, busy_timeout_ms: int, label: str) 
         if not create:
             _check_header(conn, label)
         conn.set_busy_handler(busy_handler(busy_timeout_ms))
-        for step in SETUP_STEPS:
-            step(conn)
+        try:
+            for step in SETUP_STEPS:
+                step(conn)
+        except apsw.CorruptError as exc:  # the first statement reads the schema: a file cut short
+            raise damaged(label, MALFORMED) from exc
         if create:
             # The in-place path (no hard links): a no-op when another process made the tables first.
             auto_vacuum_full(conn)
@@ -372,8 +368,10 @@ class ConnectionCache:
             if version is not None and entry is not None and version[0] == entry.version:
                 return None
             row = conn.execute(HEADER_IN_TRANSACTION).fetchone()
-        except (apsw.NotADBError, apsw.CorruptError) as exc:
+        except apsw.NotADBError as exc:
             raise not_a_database(f"counter {counter_id!r}", "it is not a readable SQLite database") from exc
+        except apsw.CorruptError as exc:
+            raise damaged(f"counter {counter_id!r}", MALFORMED) from exc
         assert row is not None  # the pragma functions always return one row
         if self._accepts(entry, row):
             return None

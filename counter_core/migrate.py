@@ -23,6 +23,7 @@ import apsw
 
 from counter_core.errors import (
     AdoptionRefused,
+    CounterFileDamaged,
     MigrationDrift,
     MigrationFailed,
     NotACounterDatabase,
@@ -82,6 +83,17 @@ def read_header(conn: apsw.Connection) -> tuple[int, int]:
 # What the file system, not the SQL, made fail: a full disk, a read-only file or mount, an I/O error.
 # Never a broken migration (no quarantine): the same migration runs once the operator fixes the storage.
 STORAGE_ERRORS: tuple[type[apsw.Error], ...] = (apsw.FullError, apsw.ReadOnlyError, apsw.IOError)
+
+
+def damaged(label: str, why: str) -> CounterFileDamaged:
+    return CounterFileDamaged(
+        f"{label}: the counter file is damaged ({why}) - it was left untouched; restore it from a backup"
+        " or move it away (the counter then starts afresh)",
+        public="the counter's file is damaged - an operator must restore it",
+    )
+
+
+MALFORMED = "SQLite finds it malformed - cut short or overwritten"
 
 
 def storage_unavailable(label: str, exc: Exception) -> StorageUnavailable:
@@ -282,6 +294,8 @@ def _apply(conn: apsw.Connection, migration: Migration, *, label: str) -> None:
             raise StorageBusy(f"{label}: lock lost while applying '{migration.tag}'") from exc
         except STORAGE_ERRORS as exc:
             raise storage_unavailable(label, exc) from exc
+        except apsw.CorruptError as exc:  # the file, not the migration: no quarantine
+            raise damaged(label, MALFORMED) from exc
         except apsw.Error as exc:
             raise MigrationFailed(
                 f"{label}: migration '{migration.tag}' failed at statement {number}: {exc}"

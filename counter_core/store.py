@@ -30,7 +30,7 @@ from counter_core.errors import (
     StorageBusy,
     StorageUnavailable,
 )
-from counter_core.migrate import STORAGE_ERRORS, storage_unavailable
+from counter_core.migrate import MALFORMED, STORAGE_ERRORS, damaged, storage_unavailable
 from counter_core.records import INT64_MAX, INT64_MIN, Counter, metadata_json
 
 if TYPE_CHECKING:
@@ -281,6 +281,11 @@ class CounterStore:
         except apsw.BusyError as exc:
             self._waited(time.perf_counter() - started)
             raise StorageBusy(f"counter {counter_id!r}: lock not granted within the busy timeout") from exc
+        except STORAGE_ERRORS as exc:
+            raise storage_unavailable(f"counter {counter_id!r}", exc) from exc
+        except apsw.CorruptError as exc:  # BEGIN IMMEDIATE reads the header of a file cut short
+            self._cache.forget(counter_id)
+            raise damaged(f"counter {counter_id!r}", MALFORMED) from exc
         self._waited(time.perf_counter() - started)
         try:
             # The file's header is checked here, inside the operation's own transaction, at no
@@ -296,6 +301,10 @@ class CounterStore:
             if _file_replaced(exc):
                 self._cache.forget(counter_id)
             raise storage_unavailable(f"counter {counter_id!r}", exc) from exc
+        except apsw.CorruptError as exc:
+            self._rollback(counter_id, conn)
+            self._cache.forget(counter_id)
+            raise damaged(f"counter {counter_id!r}", MALFORMED) from exc
         except (CounterFileDamaged, NotACounterDatabase, StorageUnavailable) as exc:
             # The file at the path may change back (an operator restores it, or moves it away): the
             # next request opens whatever is there then, instead of this connection's file for good.

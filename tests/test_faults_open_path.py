@@ -433,3 +433,59 @@ def test_a_warm_instance_stops_using_a_counter_file_switched_to_wal(tmp_path: Pa
     served_until_written = {"write": ["served"], "read": ["served", "served", "served"]}[first]
     assert outcomes == served_until_written + ["refused"] * (4 - len(served_until_written))
     store._cache.close()
+
+
+def _cut_short(path: Path) -> None:
+    """Keep the first three pages only: a copy or restore that stopped half-way."""
+    os.truncate(path, 3 * 4096)
+
+
+def _attempt(store: CounterStore, operation: str) -> None:
+    if operation == "read":
+        store.get("c")
+    elif operation == "history":
+        store.history("c", limit=500, cursor=None)
+    else:
+        store.apply("c", Increment(1), request_id="r")
+
+
+@pytest.mark.parametrize("operation", ["read", "history", "write"])
+@pytest.mark.parametrize("warm", [True, False])
+def test_a_counter_file_cut_short_is_reported_damaged(tmp_path: Path, operation: str, warm: bool) -> None:
+    # GIVEN a counter with some history whose file is then cut short
+    root = tmp_path / "counters"
+    store = _store(root, bundled_manifest())
+    for _ in range(300):
+        store.apply("c", Increment(1), request_id="r")
+    path = counter_path(root, "c")
+    _cut_short(path)
+    before = path.read_bytes()
+    # WHEN a warm or a cold instance serves a request for it
+    serving = store if warm else _store(root, bundled_manifest())
+    with pytest.raises(CounterFileDamaged) as refused:
+        _attempt(serving, operation)
+    # THEN 503 counter_file_damaged (restore it), never a 500 or "not a counter database" (move it
+    # away), and the file is unchanged
+    assert from_domain_error(refused.value, "req").status == 503
+    assert path.read_bytes() == before
+    store._cache.close()
+    serving._cache.close()
+
+
+def test_a_behind_counter_file_cut_short_is_damaged_not_a_failed_migration(tmp_path: Path) -> None:
+    # GIVEN a counter file cut short, and a newer bundle that must migrate it
+    root = tmp_path / "counters"
+    old = _store(root, bundled_manifest())
+    for _ in range(300):
+        old.apply("c", Increment(1), request_id="r")
+    old._cache.close()
+    _cut_short(counter_path(root, "c"))
+    newer = _store(
+        root, _newer(tmp_path / "newer", "note", "ALTER TABLE `counter_metadata` ADD `note` text;")
+    )
+    # WHEN it is written, twice
+    for _ in range(2):
+        # THEN it is damaged each time (no quarantine: the migration itself is fine)
+        with pytest.raises(CounterFileDamaged):
+            newer.apply("c", Increment(1), request_id="r")
+    newer._cache.close()
