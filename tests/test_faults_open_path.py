@@ -248,34 +248,13 @@ def test_a_write_through_a_warm_connection_after_its_file_was_moved_away_creates
     fresh._cache.close()
 
 
-_INCREMENT_ONCE = """
-import sys
-from pathlib import Path
-from counter_core import ConnectionCache, bundled_manifest
-from counter_core.errors import CounterError
-from counter_core.store import CounterStore, Increment
-cache = ConnectionCache(Path(sys.argv[1]), bundled_manifest(), capacity=4, busy_timeout_ms=500)
-try:
-    CounterStore(cache, idempotency_ttl_s=60).apply("c", Increment(1), request_id="r")
-    print("ok")
-except CounterError as exc:
-    print(exc.code)
-"""
-
-
-def test_the_loser_of_a_first_touch_race_with_an_in_place_creator_reports_damage_not_a_foreign_file(
-    tmp_path: Path,
-) -> None:
+def _run_injected(
+    root: Path, path: Path, syscall: str, inject: str, *operations: str
+) -> subprocess.CompletedProcess[str]:
+    """Run `operations` (_COLD_INSTANCE) in a new process whose `syscall`s on `path` get the strace `inject`."""
     if shutil.which("strace") is None:
         pytest.skip("needs strace (fault injection)")
-    # GIVEN the empty file an in-place creator (a process without hard links) has just made
-    root = tmp_path / "counters"
-    path = counter_path(root, "c")
-    path.parent.mkdir(parents=True)
-    path.touch()
-    # WHEN a process with hard links looks just before it appeared (its lstat says: no file), builds
-    # its own file and loses the link to it
-    done = subprocess.run(
+    return subprocess.run(
         [
             "strace",
             "-f",
@@ -285,13 +264,14 @@ def test_the_loser_of_a_first_touch_race_with_an_in_place_creator_reports_damage
             "-P",
             str(path),
             "-e",
-            "trace=newfstatat",
+            f"trace={syscall}",
             "-e",
-            "inject=newfstatat:error=ENOENT:when=1",
+            inject,
             sys.executable,
             "-c",
-            _INCREMENT_ONCE,
+            _COLD_INSTANCE,
             str(root),
+            *operations,
         ],
         cwd=REPO,
         capture_output=True,
@@ -299,13 +279,11 @@ def test_the_loser_of_a_first_touch_race_with_an_in_place_creator_reports_damage
         check=True,
         timeout=60,
     )
-    # THEN it answers as for any empty counter file (503 counter_file_damaged, as the README says of
-    # in-place creation), never "not a counter database", which tells the operator to move it away
-    assert done.stdout.strip() == "counter_file_damaged", done.stderr
-    assert path.stat().st_size == 0
 
 
-_READ_THEN_WRITE = """
+# A new process (a cold instance) runs the operations in argv[2:] on counter "c" under root argv[1],
+# printing per operation the counter's value or the error code.
+_COLD_INSTANCE = """
 import sys
 from pathlib import Path
 from counter_core import ConnectionCache, bundled_manifest
@@ -314,50 +292,44 @@ from counter_core.store import CounterStore, Increment
 store = CounterStore(
     ConnectionCache(Path(sys.argv[1]), bundled_manifest(), capacity=4, busy_timeout_ms=500), idempotency_ttl_s=60
 )
-print(store.get("c").value)
-try:
-    applied = store.apply("c", Increment(1), request_id="r")
-    print(applied.outcome.counter.value)
-except CounterError as exc:
-    print(exc.code)
+for operation in sys.argv[2:]:
+    try:
+        if operation == "read":
+            print(store.get("c").value)
+        else:
+            print(store.apply("c", Increment(1), request_id="r").outcome.counter.value)
+    except CounterError as exc:
+        print(exc.code)
 """
+
+
+def test_the_loser_of_a_first_touch_race_with_an_in_place_creator_reports_damage_not_a_foreign_file(
+    tmp_path: Path,
+) -> None:
+    # GIVEN the empty file an in-place creator (a process without hard links) has just made
+    root = tmp_path / "counters"
+    path = counter_path(root, "c")
+    path.parent.mkdir(parents=True)
+    path.touch()
+    # WHEN a process with hard links looks just before it appeared (its lstat says: no file), builds
+    # its own file and loses the link to it
+    done = _run_injected(root, path, "newfstatat", "inject=newfstatat:error=ENOENT:when=1", "write")
+    # THEN it answers as for any empty counter file (503 counter_file_damaged, as the README says of
+    # in-place creation), never "not a counter database", which tells the operator to move it away
+    assert done.stdout.strip() == "counter_file_damaged", done.stderr
+    assert path.stat().st_size == 0
 
 
 def test_a_connection_opened_while_its_file_could_not_be_written_does_not_refuse_writes_for_good(
     tmp_path: Path,
 ) -> None:
-    if shutil.which("strace") is None:
-        pytest.skip("needs strace (fault injection)")
     # GIVEN a counter at value 1
     root = tmp_path / "counters"
     _store(root, bundled_manifest()).apply("c", Increment(1), request_id="r")
     path = counter_path(root, "c")
     # WHEN a cold instance reads it at a moment its file cannot be opened for writing (mode 444 then
     # fixed, a transient EACCES or EMFILE: SQLite then opens it read-only), and writes it afterwards
-    done = subprocess.run(
-        [
-            "strace",
-            "-f",
-            "-qq",
-            "-o",
-            "/dev/null",
-            "-P",
-            str(path),
-            "-e",
-            "trace=openat",
-            "-e",
-            "inject=openat:error=EACCES:when=1",
-            sys.executable,
-            "-c",
-            _READ_THEN_WRITE,
-            str(root),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    done = _run_injected(root, path, "openat", "inject=openat:error=EACCES:when=1", "read", "write")
     # THEN the read is served, and so is the write: the read-only connection is not kept for writes
     assert done.stdout.split() == ["1", "2"], done.stderr
 
@@ -365,39 +337,14 @@ def test_a_connection_opened_while_its_file_could_not_be_written_does_not_refuse
 def test_a_first_touch_whose_new_file_cannot_be_reopened_still_answers_its_committed_write(
     tmp_path: Path,
 ) -> None:
-    if shutil.which("strace") is None:
-        pytest.skip("needs strace (fault injection)")
     # GIVEN a process that will build and link a new counter file, but cannot open it again at its
     # path afterwards (every open of that path fails: ENFILE, the system's file table is full)
     root = tmp_path / "counters"
     path = counter_path(root, "c")
-    done = subprocess.run(
-        [
-            "strace",
-            "-f",
-            "-qq",
-            "-o",
-            "/dev/null",
-            "-P",
-            str(path),
-            "-e",
-            "trace=openat",
-            "-e",
-            "inject=openat:error=ENFILE:when=1+",
-            sys.executable,
-            "-c",
-            _INCREMENT_ONCE,
-            str(root),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
+    done = _run_injected(root, path, "openat", "inject=openat:error=ENFILE:when=1+", "write")
     # THEN the write, which committed in the new file, is answered as done (an error would say
     # nothing changed, and the client's retry would count it twice)
-    assert done.stdout.strip() == "ok", done.stderr
+    assert done.stdout.split() == ["1"], done.stderr
     assert _store(root, bundled_manifest()).get("c").value == 1
 
 
