@@ -20,7 +20,27 @@ from tools.bench.roundtrips import MARK_DIR, count_round_trips
 from tools.bench.scenarios import CLASSES
 
 REPO = Path(__file__).resolve().parent.parent
-FIGURE_KEYS = {"1a", "1b", "1c", "1d", "1e", "1f", "1g", "2h", "2g", "3n", "3e", "4p", "4t"}
+FIGURE_KEYS = {
+    "1a",
+    "1b",
+    "1c",
+    "1d",
+    "1e",
+    "1f",
+    "1g",
+    "2h",
+    "2g",
+    "3n",
+    "3e",
+    "4p",
+    "4t",
+    "5a",
+    "5b",
+    "5c",
+    "5d",
+    "5e",
+    "5f",
+}
 
 
 def _bench(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str], dict]:
