@@ -87,6 +87,12 @@ def test_a_tiny_run_reports_every_figure_with_its_goal(tmp_path: Path) -> None:
                 report["round_trips"][name]["project"]["round_trips"]
                 <= report["round_trips"][name]["raw"]["round_trips"]
             )
+    # AND `status` makes no more round trips per file than raw APSW walking and reading the same files
+    # (one directory listing per directory, no lstat per file, no second walk for build files)
+    if shutil.which("strace"):
+        status = report["fleet_round_trips"]["status, all files behind"]
+        assert status["project"]["per_file"] <= status["raw"]["per_file"], status
+        assert figures["5e"]["met"] is True, figures["5e"]
     # AND the table and the verdict line are printed
     assert "project median [min-max]" in done.stdout
     assert "Goals met:" in done.stdout

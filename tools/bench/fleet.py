@@ -14,8 +14,8 @@ Each side walks its tree itself: raw with `os.scandir` at each level, keeping re
 (scandir's file type, no lstat), as a careful programmer would. Writes ms per file as JSON to OUT.
 
 `python -m tools.bench.fleet trips SIDE ROOT BASE_DIR FLEET_DIR` runs the same commands once each
-over ROOT (made beforehand by `build`), marking each phase for the strace counter (tools.bench.roundtrips);
-`python -m tools.bench.fleet build ROOT FILES BASE_DIR` makes such a root.
+over ROOT/empty and ROOT/files (made beforehand by `build ROOT/files FILES BASE_DIR`), marking each
+run for the strace counter (tools.bench.roundtrips).
 
 The files are copies of one counter file built by the project's own creation path, so every file
 holds the same rows (the counter's ID too); the per-file work of a survey or a migration does not
@@ -225,16 +225,25 @@ def time_phases(
     return samples
 
 
+NO_FILES = " (no files)"
+
+
 def trips(side: str, root: Path, base_dir: Path, fleet_dir: Path) -> None:
-    """Each phase once over ROOT, in one process (workers=1), marked for the strace counter."""
+    """Each phase once over ROOT/empty, then over ROOT/files, in one process (workers=1), marked.
+
+    The run over an empty root counts what a command pays once whatever the number of files
+    (checking and listing the root); the difference is what each file costs, the figure that grows
+    with the fleet.
+    """
     from tools.bench.scenarios import mark
 
     for phase in (BEHIND, MIGRATE, CURRENT):
-        mark(phase)
-        if side == "raw":
-            raw_phase(phase, root, base_dir, fleet_dir, 1)
-        else:
-            project_phase(phase, root, fleet_dir, 1)
+        for where, label in ((root / "empty", phase + NO_FILES), (root / "files", phase)):
+            mark(label)
+            if side == "raw":
+                raw_phase(phase, where, base_dir, fleet_dir, 1)
+            else:
+                project_phase(phase, where, fleet_dir, 1)
     mark("untraced")
 
 

@@ -384,8 +384,10 @@ def _fleet_trip_figures(
     counts: dict[str, dict[str, Counts]] = {}
     for side in ("project", "raw"):
         root = work / f"fleet-trips-{side}"
+        (root / "empty").mkdir(parents=True)
         _run(
-            [sys.executable, "-m", "tools.bench.fleet", "build", str(root), str(files), str(base)], "building"
+            [sys.executable, "-m", "tools.bench.fleet", "build", str(root / "files"), str(files), str(base)],
+            "building the fleet files",
         )
         log = work / f"fleet-trips-{side}.strace"
         _run(
@@ -399,26 +401,42 @@ def _fleet_trip_figures(
         )
         counts[side] = count_round_trips(log.read_text(encoding="utf-8"), str(root))
     table: dict[str, Any] = {}
+    for phase in (fleet.BEHIND, fleet.MIGRATE, fleet.CURRENT):
+        table[phase] = {
+            side: {
+                "per_file": (counts[side][phase].total - counts[side][phase + fleet.NO_FILES].total) / files,
+                "files": counts[side][phase].as_dict(),
+                "no_files": counts[side][phase + fleet.NO_FILES].as_dict(),
+            }
+            for side in ("project", "raw")
+        }
     for figure, (_, _, phase) in zip(figures, phases, strict=True):
-        project, raw = counts["project"][phase], counts["raw"][phase]
-        figure.project = Summary((project.total / files,))
-        figure.baseline = Summary((raw.total / files,))
-        figure.repetitions = f"exact count over {files} files, the tree walk included"
-        figure.notes.append(_per_file_note(project, raw, files))
-        figure.extra = {"project": project.as_dict(), "raw": raw.as_dict(), "files": files}
-        table[phase] = figure.extra
-    current = counts["project"][fleet.CURRENT], counts["raw"][fleet.CURRENT]
-    figures[0].notes.append(f"files current: {_per_file_note(*current, files)}")
-    table[fleet.CURRENT] = {"project": current[0].as_dict(), "raw": current[1].as_dict(), "files": files}
+        figure.project = Summary((table[phase]["project"]["per_file"],))
+        figure.baseline = Summary((table[phase]["raw"]["per_file"],))
+        figure.repetitions = f"exact count: {files} files minus an empty root, per file, the walk included"
+        figure.notes.append(_per_file_note(counts, phase, files))
+        figure.extra = table[phase]
+    figures[0].notes.append("files current: " + _per_file_note(counts, fleet.CURRENT, files))
     extra["fleet_round_trips"] = table
     return figures
 
 
-def _per_file_note(project: Counts, raw: Counts, files: int) -> str:
+def _per_file_note(counts: dict[str, dict[str, Counts]], phase: str, files: int) -> str:
+    from tools.bench.fleet import NO_FILES
+
+    def per_file(side: str) -> tuple[float, float, str]:
+        full, empty = counts[side][phase], counts[side][phase + NO_FILES]
+        calls = ", ".join(
+            f"{(full.calls.get(k, 0) - empty.calls.get(k, 0)) / files:g} {k}"
+            for k in MODEL_MS
+            if full.calls.get(k, 0) != empty.calls.get(k, 0)
+        )
+        return (full.modelled_ms - empty.modelled_ms) / files, empty.total, calls
+
+    (p_ms, p_once, p_calls), (r_ms, r_once, r_calls) = per_file("project"), per_file("raw")
     return (
-        f"per file: {project.total / files:g} vs {raw.total / files:g} trips, modelled EFS"
-        f" {project.modelled_ms / files:.2f} ms vs {raw.modelled_ms / files:.2f} ms; over {files} files,"
-        f" project: {project.breakdown()}; raw: {raw.breakdown()}"
+        f"modelled EFS per file {p_ms:.2f} ms vs {r_ms:.2f} ms; once per run (an empty root) {p_once} vs"
+        f" {r_once} trips; per file, project: {p_calls}; raw: {r_calls}"
     )
 
 
