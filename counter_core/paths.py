@@ -157,10 +157,12 @@ def walk_fleet(
     """Counter files and stray build files under ROOT, in one walk, in a stable order (by name).
 
     One `os.scandir` per directory and no call per file: scandir returns each entry's type with the
-    listing (d_type), so `is_file(follow_symlinks=False)` costs nothing; where a file system does not
-    give the type (DT_UNKNOWN), it falls back to one lstat, as the walk did for every file before.
-    On NFS the listing is a READDIR, whose reply carries each entry's type (Linux fills d_type from
-    it), so on EFS a status of 10,000 files saves 10,000 lookups and a second walk of the tree.
+    listing (d_type), so `is_file(follow_symlinks=False)` costs nothing; where the file system leaves
+    the type out (DT_UNKNOWN), it falls back to one lstat - the cost every file had before, never more.
+    On NFS the listing is a READDIR: the Linux client fills d_type from the type attribute of the
+    reply (fs/nfs/nfs4xdr.c, nfs4_decode_dirent), which READDIRPLUS always carries and plain READDIR
+    carries since the patch "NFSv4: Always ask for type with READDIR" (2023). Measured with strace on
+    ext4 (tools.bench figure 5e): status went from 55.3 to 46 round trips per file, raw APSW's 44-46.
     Names shaped like neither are skipped, never followed. `prefixes` limits the walk to first-level
     fan-out directories (e.g. ("0a", "ff")); `after` resumes strictly after a file name, so a worker
     that ran out of time can hand on where it stopped. A build file sorts right after its counter's
