@@ -161,8 +161,9 @@ def walk_fleet(
     the type out (DT_UNKNOWN), it falls back to one lstat - the cost every file had before, never more.
     On NFS the listing is a READDIR: the Linux client fills d_type from the type attribute of the
     reply (fs/nfs/nfs4xdr.c, nfs4_decode_dirent), which READDIRPLUS always carries and plain READDIR
-    carries since the patch "NFSv4: Always ask for type with READDIR" (2023). Measured with strace on
-    ext4 (tools.bench figure 5e): status went from 55.3 to 46 round trips per file, raw APSW's 44-46.
+    carries since the patch "NFSv4: Always ask for type with READDIR" (2023). Measured with strace
+    (tools.bench figure 5e, 200 files): status made 55.3 round trips per file with two walks and an
+    lstat per file, 45.2 with this walk, as many as raw APSW's scandir walk and reads.
     Names shaped like neither are skipped, never followed. `prefixes` limits the walk to first-level
     fan-out directories (e.g. ("0a", "ff")); `after` resumes strictly after a file name, so a worker
     that ran out of time can hand on where it stopped. A build file sorts right after its counter's

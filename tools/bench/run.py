@@ -14,7 +14,7 @@ its goal and whether it is met:
 5. The fleet tools (`status`, `preflight`, `migrate`) per file over the same 10,000 files as raw APSW
    doing the same reads and writes (tools.bench.fleet), and their round trips per file.
 
-The bench installs nothing. It needs strace (figure 1; Debian: `apt-get install strace`) and a
+The bench installs nothing. It needs strace (figures 1, 5e, 5f; Debian: `apt-get install strace`) and a
 CPython 3.13 (figure 3; python3.13 on PATH, pyenv's 3.13 or LAMBDA_PYTHON); without them those
 figures say "not measured" and why. Exit codes: 0 every figure was measured or honestly skipped,
 1 a measurement failed (see its row), 2 bad arguments.
