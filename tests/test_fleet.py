@@ -127,6 +127,26 @@ def test_migrate_on_a_clean_fleet_exits_0(
     assert "3 counter file(s): 3 migrated, 0 already current, 0 failed." in capsys.readouterr().out
 
 
+def test_migrate_in_one_exclusive_transaction_leaves_current_files_byte_for_byte(
+    tmp_path: Path, v1_manifest: Manifest, v2_manifest: Manifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN files behind and files already current
+    root = tmp_path / "counters"
+    behind = [make_counter(root, f"behind-{n}", v1_manifest) for n in range(2)]
+    current = [make_counter(root, f"current-{n}", v2_manifest) for n in range(2)]
+    before = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in current}
+    # WHEN migrate runs (the header, history check and migration share one BEGIN EXCLUSIVE)
+    code = main(
+        ["migrate", str(root), "--workers", "1", "--no-progress", "--migrations", str(tmp_path / "v2")]
+    )
+    # THEN the behind files are migrated, and the current ones were locked but never written
+    assert code == 0
+    assert "4 counter file(s): 2 migrated, 2 already current, 0 failed." in capsys.readouterr().out
+    assert [file_version(path) for path in behind] == [2, 2]
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in current} == before
+    assert not list(root.rglob("*-journal"))
+
+
 def test_status_reports_stray_temporaries_of_interrupted_creations(
     tmp_path: Path, v1_manifest: Manifest, capsys: pytest.CaptureFixture[str]
 ) -> None:
