@@ -25,12 +25,13 @@ from pathlib import Path
 import apsw
 
 from counter_core.connection import _open_probed, open_database
-from counter_core.errors import CounterError, MigrationFailed, StorageBusy
+from counter_core.errors import CounterError, MigrationFailed
 from counter_core.manifest import Manifest
 from counter_core.migrate import (
     APPLICATION_ID,
     MigrationReport,
     applied_migrations,
+    begin_exclusive,
     ensure_current,
     migrate_in_transaction,
     pending_need_foreign_keys_off,
@@ -315,12 +316,7 @@ def _migrate_exclusive(
     cover: a file not yet marked as a counter's, one newer than the bundle, and pending migrations
     that rebuild a table (foreign keys must be switched off before BEGIN).
     """
-    try:
-        conn.execute("BEGIN EXCLUSIVE")
-    except apsw.BusyError as exc:
-        raise StorageBusy(
-            f"{label}: could not lock the database to migrate it within the busy timeout"
-        ) from exc
+    begin_exclusive(conn, label=label)
     try:
         application_id, version = read_header(conn)
         if (
