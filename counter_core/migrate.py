@@ -166,6 +166,16 @@ def ensure_current(conn: apsw.Connection, manifest: Manifest, *, label: str) -> 
     return _migrate(conn, manifest, label=label, version_seen=version)
 
 
+def begin_exclusive(conn: apsw.Connection, *, label: str) -> None:
+    """`BEGIN EXCLUSIVE` to migrate; StorageBusy when the lock cannot be had within the busy timeout."""
+    try:
+        conn.execute("BEGIN EXCLUSIVE")
+    except apsw.BusyError as exc:
+        raise StorageBusy(
+            f"{label}: could not lock the database to migrate it within the busy timeout"
+        ) from exc
+
+
 def _migrate(conn: apsw.Connection, manifest: Manifest, *, label: str, version_seen: int) -> MigrationReport:
     # `PRAGMA foreign_keys` is a no-op inside a transaction (https://sqlite.org/pragma.html#pragma_foreign_keys),
     # so a rebuild's OFF must be set before BEGIN. The pending set can only shrink once the lock is
@@ -174,12 +184,7 @@ def _migrate(conn: apsw.Connection, manifest: Manifest, *, label: str, version_s
     if foreign_keys_off:
         conn.execute("PRAGMA foreign_keys=OFF")
     try:
-        try:
-            conn.execute("BEGIN EXCLUSIVE")
-        except apsw.BusyError as exc:
-            raise StorageBusy(
-                f"{label}: could not lock the database to migrate it within the busy timeout"
-            ) from exc
+        begin_exclusive(conn, label=label)
         try:
             report = migrate_in_transaction(conn, manifest, label=label, check_foreign_keys=foreign_keys_off)
             conn.execute("COMMIT")

@@ -12,6 +12,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from counter_core.errors import InvalidCounterId
@@ -111,22 +112,74 @@ def is_counter_file_name(path: Path) -> bool:
     )
 
 
-def _fan_out_dirs(root: Path, prefixes: tuple[str, ...] | None = None) -> Iterator[Path]:
-    """The second-level fan-out directories (`ROOT/ab/cd`), sorted; only under `prefixes` if given."""
-    if not root.is_dir():
-        return
-    firsts = (
-        sorted(prefixes)
-        if prefixes is not None
-        else sorted(entry.name for entry in root.iterdir() if is_shard_prefix(entry.name) and entry.is_dir())
-    )
+def _scan(directory: str) -> list[os.DirEntry[str]]:
+    """A directory's entries sorted by name, or none if it is gone or not a directory (one listing)."""
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(entries, key=lambda entry: entry.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _fan_out_dirs(root: Path, prefixes: tuple[str, ...] | None = None) -> Iterator[tuple[str, str]]:
+    """The second-level fan-out directories (`ab/cd` as (path, "abcd")), sorted; only under `prefixes`.
+
+    `DirEntry.is_dir()` answers from the listing's file type for a directory (d_type), so the walk
+    makes no call per directory beyond listing it; a symlinked fan-out directory is still followed
+    (one stat), and every counter file below it is then refused by SQLITE_OPEN_NOFOLLOW and reported.
+    """
+    if prefixes is not None:
+        firsts = sorted(prefixes)
+    else:
+        firsts = [entry.name for entry in _scan(str(root)) if is_shard_prefix(entry.name) and entry.is_dir()]
     for first in firsts:
-        first_dir = root / first
-        if first_dir.is_dir():
-            for second in sorted(
-                e.name for e in first_dir.iterdir() if is_shard_prefix(e.name) and e.is_dir()
-            ):
-                yield first_dir / second
+        for entry in _scan(f"{root}/{first}"):
+            if is_shard_prefix(entry.name) and entry.is_dir():
+                yield entry.path, first + entry.name
+
+
+@dataclass(frozen=True)
+class FleetEntry:
+    """A name the fleet walk found: a counter file's, or a stray build file's (`temporary`).
+
+    `regular` is the directory listing's word on the file type: False for a FIFO, directory, symlink,
+    socket or device, which fleet tools report and never open (a FIFO would block the open forever).
+    """
+
+    path: Path
+    regular: bool
+    temporary: bool = False
+
+
+def walk_fleet(
+    root: Path, *, prefixes: tuple[str, ...] | None = None, after: str | None = None
+) -> Iterator[FleetEntry]:
+    """Counter files and stray build files under ROOT, in one walk, in a stable order (by name).
+
+    One `os.scandir` per directory and no call per file: scandir returns each entry's type with the
+    listing (d_type), so `is_file(follow_symlinks=False)` costs nothing; where the file system leaves
+    the type out (DT_UNKNOWN), it falls back to one lstat - the cost every file had before, never more.
+    On NFS the listing is a READDIR: the Linux client fills d_type from the type attribute of the
+    reply (fs/nfs/nfs4xdr.c, nfs4_decode_dirent), which READDIRPLUS always carries and plain READDIR
+    carries since the patch "NFSv4: Always ask for type with READDIR" (2023). Measured with strace
+    (tools.bench figure 5e, 200 files): status made 55.3 round trips per file with two walks and an
+    lstat per file, 45.2 with this walk, as many as raw APSW's scandir walk and reads.
+    Names shaped like neither are skipped, never followed. `prefixes` limits the walk to first-level
+    fan-out directories (e.g. ("0a", "ff")); `after` resumes strictly after a file name, so a worker
+    that ran out of time can hand on where it stopped. A build file sorts right after its counter's
+    name (`<name>.<pid>-<token>.tmp`).
+    """
+    for directory, shard in _fan_out_dirs(root, prefixes):
+        if after is not None and shard < after[:4]:
+            continue
+        for entry in _scan(directory):
+            name = entry.name
+            if not name.startswith(shard) or (after is not None and name <= after):
+                continue
+            if _FILE_NAME.match(name):
+                yield FleetEntry(Path(entry.path), entry.is_file(follow_symlinks=False))
+            elif _TEMPORARY_NAME.match(name):
+                yield FleetEntry(Path(entry.path), entry.is_file(follow_symlinks=False), temporary=True)
 
 
 def iter_counter_files(
@@ -134,15 +187,11 @@ def iter_counter_files(
 ) -> Iterator[Path]:
     """Counter files under ROOT in a stable order (sorted by hash), never following other names.
 
-    `prefixes` limits the walk to first-level fan-out directories (e.g. ("0a", "ff")); `after` resumes
-    strictly after a file name, so a worker that ran out of time can hand on where it stopped.
+    The paths of `walk_fleet`'s counter entries, whatever their type: callers that open them check it.
     """
-    for directory in _fan_out_dirs(root, prefixes):
-        if after is not None and directory.parent.name + directory.name < after[:4]:
-            continue
-        for path in sorted(directory.iterdir()):
-            if is_counter_file_name(path) and (after is None or path.name > after):
-                yield path
+    for entry in walk_fleet(root, prefixes=prefixes, after=after):
+        if not entry.temporary:
+            yield entry.path
 
 
 def temporary_name(path: Path, *, pid: int, token: str) -> Path:
@@ -152,5 +201,6 @@ def temporary_name(path: Path, *, pid: int, token: str) -> Path:
 
 def iter_stray_temporaries(root: Path, *, prefixes: tuple[str, ...] | None = None) -> Iterator[Path]:
     """Build files left by a process that died while creating a counter (never counter files)."""
-    for directory in _fan_out_dirs(root, prefixes):
-        yield from sorted(p for p in directory.iterdir() if _TEMPORARY_NAME.match(p.name))
+    for entry in walk_fleet(root, prefixes=prefixes):
+        if entry.temporary:
+            yield entry.path

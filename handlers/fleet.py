@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from counter_core import bundled_manifest, config, iter_counter_files
+from counter_core import bundled_manifest, config
 from counter_core.fleet import (
     FileMigration,
     MigrateOutcome,
@@ -35,7 +35,7 @@ from counter_core.fleet import (
     sweep_temporaries,
 )
 from counter_core.fleet_report import StatusReport
-from counter_core.paths import is_counter_file_basename, is_shard_prefix, iter_stray_temporaries
+from counter_core.paths import is_counter_file_basename, is_shard_prefix, walk_fleet
 from handlers import observability
 from handlers.observability import MetricUnit, emit_metric
 
@@ -289,16 +289,18 @@ def migrate_shard(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
 
 def _walk(run: _Run, root: Path, *, busy_timeout_ms: int, out_of_time: Callable[[], bool]) -> None:
     shard = run.shard
-    for path in iter_counter_files(root, prefixes=(shard.prefix,), after=shard.after):
-        if shard.until is not None and path.name > shard.until:
+    for entry in walk_fleet(root, prefixes=(shard.prefix,), after=shard.after):
+        if shard.until is not None and entry.path.name > shard.until:
             break
+        if entry.temporary:
+            continue  # swept by _sweep
         if out_of_time():
             return
-        result = migrate_file(path, MANIFEST, busy_timeout_ms=busy_timeout_ms)
+        result = migrate_file(entry.path, MANIFEST, busy_timeout_ms=busy_timeout_ms, regular=entry.regular)
         run.counts[result.outcome] += 1
         if result.outcome is MigrateOutcome.FAILED:
             run.failed.append(result)
-        run.last_done = path.name
+        run.last_done = entry.path.name
     run.complete = True
 
 
@@ -408,18 +410,19 @@ def status_action(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     report = StatusReport(root, MANIFEST.version, attention_limit=STATUS_LISTED)
     last: str | None = None
     next_after: str | None = None
-    for surveyed, path in enumerate(iter_counter_files(root, after=after)):
-        if surveyed >= limit or int(context.get_remaining_time_in_millis()) < _STATUS_MARGIN_MS:
+    temporaries: list[str] = []
+    # One walk for both (paths.walk_fleet): a page lists the build files among the files it surveyed.
+    for entry in walk_fleet(root, after=after):
+        if entry.temporary:
+            temporaries.append(str(entry.path.relative_to(root)))
+            continue
+        if report.files >= limit or int(context.get_remaining_time_in_millis()) < _STATUS_MARGIN_MS:
             next_after = last or after
             break
-        report.add(survey_file(path, MANIFEST))
-        last = path.name
-    temporaries = [
-        str(p.relative_to(root))
-        for p in iter_stray_temporaries(root)
-        if (after is None or p.name > after)
-        and (next_after is None or p.name[: len(next_after)] <= next_after)
-    ]
+        report.add(survey_file(entry.path, MANIFEST, regular=entry.regular))
+        last = entry.path.name
+    if next_after is not None:  # build files of counters past this page belong to the next one
+        temporaries = [t for t in temporaries if Path(t).name[: len(next_after)] <= next_after]
     document = report.to_json(stray_temporaries=temporaries, next_after=next_after)
     logger.info(
         "fleet status page",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import apsw
 import pytest
 
 from counter_core import Manifest, counter_path, ensure_current, open_database
+from counter_core.paths import walk_fleet
 from tests.conftest import ADD_NOTE, PARENT_CHILD
 from tests.migration_folders import make_folder
 from tools.migrations.cli import main
@@ -125,6 +127,26 @@ def test_migrate_on_a_clean_fleet_exits_0(
     assert "3 counter file(s): 3 migrated, 0 already current, 0 failed." in capsys.readouterr().out
 
 
+def test_migrate_in_one_exclusive_transaction_leaves_current_files_byte_for_byte(
+    tmp_path: Path, v1_manifest: Manifest, v2_manifest: Manifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN files behind and files already current
+    root = tmp_path / "counters"
+    behind = [make_counter(root, f"behind-{n}", v1_manifest) for n in range(2)]
+    current = [make_counter(root, f"current-{n}", v2_manifest) for n in range(2)]
+    before = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in current}
+    # WHEN migrate runs (the header, history check and migration share one BEGIN EXCLUSIVE)
+    code = main(
+        ["migrate", str(root), "--workers", "1", "--no-progress", "--migrations", str(tmp_path / "v2")]
+    )
+    # THEN the behind files are migrated, and the current ones were locked but never written
+    assert code == 0
+    assert "4 counter file(s): 2 migrated, 2 already current, 0 failed." in capsys.readouterr().out
+    assert [file_version(path) for path in behind] == [2, 2]
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in current} == before
+    assert not list(root.rglob("*-journal"))
+
+
 def test_status_reports_stray_temporaries_of_interrupted_creations(
     tmp_path: Path, v1_manifest: Manifest, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -141,3 +163,61 @@ def test_status_reports_stray_temporaries_of_interrupted_creations(
     assert (
         "1 stray *.tmp file(s) from interrupted counter creations: safe to delete" in capsys.readouterr().out
     )
+
+
+# ---------------------------------------------------------------- the walk
+
+
+def test_one_walk_yields_counter_files_and_build_files_sorted_with_their_type(
+    tmp_path: Path, v1_manifest: Manifest
+) -> None:
+    # GIVEN counters, a FIFO, a symlink and a directory at counter paths, a stray build file, and
+    # names that are not counter files (wrong shard, wrong shape)
+    root = tmp_path / "counters"
+    healthy = [make_counter(root, f"c-{n}", v1_manifest) for n in range(4)]
+    odd = {}
+    for name in ("fifo", "link", "dir"):
+        odd[name] = path = counter_path(root, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(odd["fifo"])
+    odd["link"].symlink_to(healthy[0])
+    odd["dir"].mkdir()
+    build = healthy[1].with_name(f"{healthy[1].name}.123-0badcafe.tmp")
+    build.write_bytes(b"partial")
+    misplaced = healthy[2].parent / healthy[3].name  # a counter's name in another counter's shard
+    if misplaced.parent != healthy[3].parent:
+        misplaced.write_bytes(healthy[3].read_bytes())
+    (healthy[2].parent / "notes.sqlite3").write_text("not a counter")
+    # WHEN the fleet walk runs
+    entries = list(walk_fleet(root))
+    # THEN it yields each counter path and the build file once, sorted by name, typed from the listing
+    names = [e.path.name for e in entries]
+    assert names == sorted(names)
+    expected = {p: True for p in healthy} | {p: False for p in odd.values()}
+    assert {e.path: e.regular for e in entries if not e.temporary} == expected
+    assert [(e.path, e.regular) for e in entries if e.temporary] == [(build, True)]
+    # AND the bounds the SQS worker uses hold: one shard, and strictly after a name
+    shard = healthy[0].parent.parent.name
+    in_shard = [e.path for e in walk_fleet(root, prefixes=(shard,))]
+    assert in_shard == [e.path for e in entries if e.path.parent.parent.name == shard]
+    middle = entries[len(entries) // 2].path.name
+    assert [e.path.name for e in walk_fleet(root, after=middle)] == [n for n in names if n > middle]
+
+
+def test_status_reports_a_symlink_and_a_directory_at_counter_paths_without_opening_them(
+    tmp_path: Path, v1_manifest: Manifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "counters"
+    target = make_counter(tmp_path / "elsewhere", "target", v1_manifest)
+    before = target.read_bytes()
+    link, directory = counter_path(root, "link"), counter_path(root, "dir")
+    for path in (link, directory):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    directory.mkdir()
+    assert main(["status", str(root), "--json", "--migrations", str(tmp_path / "v1")]) == 1
+    report = json.loads(capsys.readouterr().out)
+    details = sorted(item["detail"].split(",")[0] for item in report["attention"])
+    assert details == ["a directory", "a symlink"]
+    assert {item["state"] for item in report["attention"]} == {"not_a_file"}
+    assert target.read_bytes() == before

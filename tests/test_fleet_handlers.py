@@ -512,9 +512,11 @@ def test_worker_short_of_time_after_a_failed_file_splits_its_range_so_no_file_is
     opened: list[str] = []
     real = fleet.migrate_file
 
-    def recording(path: Path, manifest: Manifest, *, busy_timeout_ms: int) -> fleet.FileMigration:
+    def recording(
+        path: Path, manifest: Manifest, *, busy_timeout_ms: int, regular: bool | None = None
+    ) -> fleet.FileMigration:
         opened.append(path.name)
-        return real(path, manifest, busy_timeout_ms=busy_timeout_ms)
+        return real(path, manifest, busy_timeout_ms=busy_timeout_ms, regular=regular)
 
     fleet.migrate_file = recording  # type: ignore[assignment]
     try:

@@ -1,7 +1,7 @@
 """Round trips per request class, counted from an strace log, and their modelled time on EFS.
 
-On EFS (NFS v4.1) every open, close, byte-range lock, fsync, unlink, link, rename, mkdir and path
-lookup is a call to the server; data reads and writes of a small file mostly are not (the client
+On EFS (NFS v4.1) every open, close, byte-range lock, fsync, unlink, link, rename, mkdir, directory
+read and path lookup is a call to the server; data reads and writes of a small file mostly are not (the client
 caches pages between open and close), so they are kept in a column of their own. The model below
 prices each call with the latencies issue 13 states (AWS quotes about 1 ms for reads and 2.7 ms for
 writes: https://docs.aws.amazon.com/efs/latest/ug/performance.html); only calls on paths at or
@@ -31,13 +31,16 @@ MODEL_MS: dict[str, float] = {
     "mkdir": 1.0,
     "lookup miss": 0.5,
     "lookup hit": 0.25,
+    # A directory read (getdents64 that returned entries; the empty one at the end is answered from
+    # the READDIR reply's eof flag). The fleet tools walk the fan-out tree; NFS READDIR is a read.
+    "readdir": 1.0,
 }
 ROUND_TRIPS = tuple(MODEL_MS)
 
 STRACE_CALLS = (
     "open,openat,creat,close,fcntl,fsync,fdatasync,unlink,unlinkat,link,linkat,rename,renameat,renameat2,"
     "mkdir,mkdirat,stat,lstat,newfstatat,statx,access,faccessat,faccessat2,readlink,readlinkat,"
-    "pread64,pwrite64,read,write,ftruncate,dup,dup2,dup3"
+    "pread64,pwrite64,read,write,ftruncate,dup,dup2,dup3,getdents64"
 )
 
 _LINE = re.compile(r"^(?:\[pid\s+)?(\d+)\]?\s+(\w+)\((.*)\)\s+=\s+(-?\d+|\?)(?:\s+(\w+))?")
@@ -165,6 +168,9 @@ def count_round_trips(log: str, root: str) -> dict[str, Counts]:
         elif name in ("fsync", "fdatasync"):
             if on_ours:
                 current.add("fsync")
+        elif name == "getdents64":
+            if on_ours and ret > 0:
+                current.add("readdir")
         elif name in ("pread64", "read"):
             if on_ours:
                 current.reads += 1

@@ -11,8 +11,10 @@ its goal and whether it is met:
    an apsw-only handler, each in a fresh CPython 3.13 with nothing else on sys.path.
 4. The lock queue: processes on one counter with an EFS-like lock hold; p99 and throughput against
    SQLite's default busy handler.
+5. The fleet tools (`status`, `preflight`, `migrate`) per file over the same 10,000 files as raw APSW
+   doing the same reads and writes (tools.bench.fleet), and their round trips per file.
 
-The bench installs nothing. It needs strace (figure 1; Debian: `apt-get install strace`) and a
+The bench installs nothing. It needs strace (figures 1, 5e, 5f; Debian: `apt-get install strace`) and a
 CPython 3.13 (figure 3; python3.13 on PATH, pyenv's 3.13 or LAMBDA_PYTHON); without them those
 figures say "not measured" and why. Exit codes: 0 every figure was measured or honestly skipped,
 1 a measurement failed (see its row), 2 bad arguments.
@@ -96,6 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("2", "CPU per warm increment", lambda: cpu_figures(ram, scale)),
             ("3", "cold start of the bundle", lambda: cold_start_figures(work, scale)),
             ("4", "lock queue", lambda: lock_queue_figures(work, scale)),
+            ("5", "fleet tools", lambda: fleet_figures(work, scale, args.strace, extra)),
         )
         for key, title, measure in steps:
             _say(f"figure {key}: {title} ...")
@@ -316,6 +319,125 @@ def lock_queue_figures(work: Path, scale: Scale) -> list[Figure]:
             f" max {fmt(max(r['max_s'] for r in results))} s, 503 busy {sum(r['busy_503'] for r in results)}"
         )
     return [p99, throughput]
+
+
+# --- figure 5 --------------------------------------------------------------------------------------
+
+FLEET_TIMED = (
+    ("5a", "status, all files behind (1 process)"),
+    ("5b", "preflight (1 process)"),
+    ("5c", "migrate ({workers} worker processes)"),
+    ("5d", "status, all files current (1 process)"),
+)
+# Issue 12: each fleet command within 1.3x of raw APSW doing the same reads and writes.
+FLEET_GOAL = Goal(1.3, "at_most")
+
+
+def fleet_figures(work: Path, scale: Scale, strace: str | None, extra: dict[str, Any]) -> list[Figure]:
+    from tools.bench import fleet
+
+    folders = prepare_folders(work / "fleet-migrations")
+    timed = [
+        Figure(key, title.format(workers=scale.fleet_workers), "ms/file", "project command", "raw APSW")
+        for key, title in FLEET_TIMED
+    ]
+    out = work / "fleet-times.json"
+    _run(
+        [
+            *(sys.executable, "-m", "tools.bench.fleet", "time", str(work / "fleet-time")),
+            *(str(scale.fleet_files), str(scale.fleet_workers), str(scale.fleet_runs)),
+            *(str(folders.base), str(folders.fleet), str(out)),
+        ],
+        "the fleet commands",
+    )
+    samples = json.loads(out.read_text(encoding="utf-8"))
+    for figure, phase in zip(timed, fleet.PHASES, strict=True):
+        figure.goal = FLEET_GOAL
+        figure.project = Summary(tuple(samples[phase]["project"]))
+        figure.baseline = Summary(tuple(samples[phase]["raw"]))
+        figure.repetitions = (
+            f"{scale.fleet_files} files, {scale.fleet_runs} run(s) per side, alternating; wall time"
+        )
+    timed[0].notes.append(
+        "status and preflight survey each file read-only; a behind file's pending migration is tried on"
+        " an in-memory copy (backup API) on both sides"
+    )
+    return [*timed, *_fleet_trip_figures(work, scale, strace, folders.base, folders.fleet, extra)]
+
+
+def _fleet_trip_figures(
+    work: Path, scale: Scale, strace: str | None, base: Path, fleet_dir: Path, extra: dict[str, Any]
+) -> list[Figure]:
+    from tools.bench import fleet
+
+    phases = (
+        ("5e", "status: round trips per file", fleet.BEHIND),
+        ("5f", "migrate: round trips per file", fleet.MIGRATE),
+    )
+    figures = [
+        Figure(key, title, "trips", "project command", "raw APSW", goal=Goal(1.0, "at_most"))
+        for key, title, _ in phases
+    ]
+    if strace is None or not Path(strace).is_file():
+        return [figure.skip(NO_STRACE) for figure in figures]
+    files = scale.fleet_trip_files
+    counts: dict[str, dict[str, Counts]] = {}
+    for side in ("project", "raw"):
+        root = work / f"fleet-trips-{side}"
+        (root / "empty").mkdir(parents=True)
+        _run(
+            [sys.executable, "-m", "tools.bench.fleet", "build", str(root / "files"), str(files), str(base)],
+            "building the fleet files",
+        )
+        log = work / f"fleet-trips-{side}.strace"
+        _run(
+            [
+                strace,
+                *("-f", "-qq", "-o", str(log), "-e", f"trace={STRACE_CALLS}"),
+                *(sys.executable, "-m", "tools.bench.fleet", "trips", side),
+                *(str(root), str(base), str(fleet_dir)),
+            ],
+            f"the {side} fleet commands under strace",
+        )
+        counts[side] = count_round_trips(log.read_text(encoding="utf-8"), str(root))
+    table: dict[str, Any] = {}
+    for phase in (fleet.BEHIND, fleet.MIGRATE, fleet.CURRENT):
+        table[phase] = {
+            side: {
+                "per_file": (counts[side][phase].total - counts[side][phase + fleet.NO_FILES].total) / files,
+                "files": counts[side][phase].as_dict(),
+                "no_files": counts[side][phase + fleet.NO_FILES].as_dict(),
+            }
+            for side in ("project", "raw")
+        }
+    for figure, (_, _, phase) in zip(figures, phases, strict=True):
+        figure.project = Summary((table[phase]["project"]["per_file"],))
+        figure.baseline = Summary((table[phase]["raw"]["per_file"],))
+        figure.repetitions = f"exact count: {files} files minus an empty root, per file, the walk included"
+        figure.notes.append(_per_file_note(counts, phase, files))
+        figure.extra = table[phase]
+    figures[0].notes.append("files current: " + _per_file_note(counts, fleet.CURRENT, files))
+    extra["fleet_round_trips"] = table
+    return figures
+
+
+def _per_file_note(counts: dict[str, dict[str, Counts]], phase: str, files: int) -> str:
+    from tools.bench.fleet import NO_FILES
+
+    def per_file(side: str) -> tuple[float, float, str]:
+        full, empty = counts[side][phase], counts[side][phase + NO_FILES]
+        calls = ", ".join(
+            f"{(full.calls.get(k, 0) - empty.calls.get(k, 0)) / files:g} {k}"
+            for k in MODEL_MS
+            if full.calls.get(k, 0) != empty.calls.get(k, 0)
+        )
+        return (full.modelled_ms - empty.modelled_ms) / files, empty.total, calls
+
+    (p_ms, p_once, p_calls), (r_ms, r_once, r_calls) = per_file("project"), per_file("raw")
+    return (
+        f"modelled EFS per file {p_ms:.2f} ms vs {r_ms:.2f} ms; once per run (an empty root) {p_once} vs"
+        f" {r_once} trips; per file, project: {p_calls}; raw: {r_calls}"
+    )
 
 
 # --- report ----------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from counter_core.fleet import (
 )
 from counter_core.fleet_report import ADVICE, LISTED, StatusReport
 from counter_core.manifest import Manifest, load_manifest
-from counter_core.paths import iter_counter_files, iter_stray_temporaries
+from counter_core.paths import FleetEntry, walk_fleet
 from tools.migrations import fleet_pool
 from tools.migrations.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 
@@ -70,31 +70,46 @@ def _load(folder: Path) -> Manifest:
     return load_manifest(folder)
 
 
-def _survey_job(path: Path, manifest: Manifest) -> FileSurvey:
-    return survey_file(path, manifest)
+def _survey_job(entry: FleetEntry, manifest: Manifest) -> FileSurvey:
+    return survey_file(entry.path, manifest, regular=entry.regular)
 
 
-def _survey_died(path: Path, why: str) -> FileSurvey:
-    return FileSurvey(path, FileState.UNREADABLE, None, f"{why} - survey it again; if it recurs, inspect it")
-
-
-def _migrate_job(path: Path, manifest: Manifest) -> FileMigration:
-    return migrate_file(path, manifest, busy_timeout_ms=config.busy_timeout_ms())
-
-
-def _migrate_died(path: Path, why: str) -> FileMigration:
-    return FileMigration(
-        path, MigrateOutcome.FAILED, error=f"{why} - run `migrate` again; if it recurs, inspect the file"
+def _survey_died(entry: FleetEntry, why: str) -> FileSurvey:
+    return FileSurvey(
+        entry.path, FileState.UNREADABLE, None, f"{why} - survey it again; if it recurs, inspect it"
     )
 
 
-def _surveys(root: Path, folder: Path, *, workers: int, progress: bool) -> list[FileSurvey]:
-    paths = list(iter_counter_files(root))
+def _migrate_job(entry: FleetEntry, manifest: Manifest) -> FileMigration:
+    return migrate_file(entry.path, manifest, busy_timeout_ms=config.busy_timeout_ms(), regular=entry.regular)
+
+
+def _migrate_died(entry: FleetEntry, why: str) -> FileMigration:
+    return FileMigration(
+        entry.path,
+        MigrateOutcome.FAILED,
+        error=f"{why} - run `migrate` again; if it recurs, inspect the file",
+    )
+
+
+def _walk(root: Path) -> tuple[list[FleetEntry], list[Path]]:
+    """Counter files and stray build files, from one walk of the tree (paths.walk_fleet)."""
+    counters: list[FleetEntry] = []
+    temporaries: list[Path] = []
+    for entry in walk_fleet(root):
+        if entry.temporary:
+            temporaries.append(entry.path)
+        else:
+            counters.append(entry)
+    return counters, temporaries
+
+
+def _surveys(counters: list[FleetEntry], folder: Path, *, workers: int, progress: bool) -> list[FileSurvey]:
     results = fleet_pool.run(
-        paths, workers=workers, setup=_load, argument=folder, job=_survey_job, died=_survey_died
+        counters, workers=workers, setup=_load, argument=folder, job=_survey_job, died=_survey_died
     )
     return sorted(
-        tqdm(results, total=len(paths), unit="file", disable=not progress, file=sys.stderr),
+        tqdm(results, total=len(counters), unit="file", disable=not progress, file=sys.stderr),
         key=lambda s: s.path.name,
     )
 
@@ -127,12 +142,14 @@ def status(root: Path, folder: Path, *, as_json: bool, workers: int | None = 1, 
         return inputs
     root, manifest = inputs
     report = StatusReport(root, manifest.version)
-    for survey in _surveys(root, folder, workers=_workers(workers), progress=False):
+    counters, found = _walk(root)
+    for survey in _surveys(counters, folder, workers=_workers(workers), progress=False):
         report.add(survey)
-    removed = [str(p.relative_to(root)) for p in sweep_temporaries(root)] if sweep else []
+    swept = sweep_temporaries(root, candidates=found) if sweep else []
+    removed = [str(p.relative_to(root)) for p in swept]
     # A process that died while creating a counter leaves its private build file; the counter itself
     # was never created (creation is a link of the finished file), so these are safe to delete.
-    temporaries = [str(path.relative_to(root)) for path in iter_stray_temporaries(root)]
+    temporaries = [str(path.relative_to(root)) for path in found if path not in swept]
     if as_json:
         document = report.to_json(stray_temporaries=temporaries, next_after=None)
         if sweep:
@@ -178,7 +195,7 @@ def preflight(root: Path, folder: Path, *, as_json: bool, workers: int | None, p
     if isinstance(inputs, int):
         return inputs
     root, manifest = inputs
-    surveys = _surveys(root, folder, workers=_workers(workers), progress=progress)
+    surveys = _surveys(_walk(root)[0], folder, workers=_workers(workers), progress=progress)
     would_apply: Counter[tuple[str, ...]] = Counter(s.pending for s in surveys if s.state is FileState.BEHIND)
     failing = [s for s in surveys if s.state is FileState.FAILING]
     unchecked = [s for s in surveys if s.state in _CANNOT_CHECK]
@@ -247,7 +264,7 @@ def migrate(root: Path, folder: Path, *, workers: int | None, progress: bool) ->
     if isinstance(inputs, int):
         return inputs
     root, _ = inputs
-    paths = list(iter_counter_files(root))
+    paths = _walk(root)[0]
     outcomes: Counter[MigrateOutcome] = Counter()
     failures: list[FileMigration] = []
     results = fleet_pool.run(

@@ -18,16 +18,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from typing import Any, Protocol
 
 # Paths handed to a worker at a time: enough to amortise the pipe round trip, few enough that work
 # stays balanced across workers at the end of a run.
 BATCH = 16
 
-Job = Callable[[Path, Any], Any]  # (path, the worker's context) -> a picklable result
+# An item names one file: a path, or a paths.FleetEntry (the path and its type from the walk).
+Job = Callable[[Any, Any], Any]  # (item, the worker's context) -> a picklable result
 Setup = Callable[[Any], Any]  # (argument) -> the worker's context, built once per worker
-Died = Callable[[Path, str], Any]  # (path, why) -> the result to report for a file whose worker died
+Died = Callable[[Any, str], Any]  # (item, why) -> the result to report for a file whose worker died
 
 
 class _Position(Protocol):
@@ -51,7 +51,7 @@ class _Worker:
     conn: Connection
     position: _Position
     # Batches sent and not yet answered, oldest first; the worker works them in that order.
-    assigned: deque[list[Path]] = field(default_factory=deque)
+    assigned: deque[list[Any]] = field(default_factory=deque)
     stopped: bool = False
 
 
@@ -66,7 +66,7 @@ def _death(exitcode: int | None) -> str:
 
 
 def run(
-    paths: list[Path], *, workers: int, setup: Setup, argument: Any, job: Job, died: Died
+    paths: list[Any], *, workers: int, setup: Setup, argument: Any, job: Job, died: Died
 ) -> Iterator[Any]:
     """Yield one result per path, in completion order; `died(path, why)` stands in for a lost one.
 
@@ -78,7 +78,7 @@ def run(
         for path in paths:
             yield job(path, context)
         return
-    todo: deque[Path] = deque(paths)
+    todo: deque[Any] = deque(paths)
     spawn = multiprocessing.get_context("spawn")
     pool: list[_Worker] = []
 
