@@ -149,6 +149,12 @@ def survey_file(
     except apsw.Error as exc:
         return FileSurvey(path, FileState.UNREADABLE, None, str(exc))
     try:
+        # Bytes 18-19 of the header are 2 in WAL mode: the API refuses such a file (a WAL index needs
+        # shared memory that hosts sharing NFS do not share), so status must not call it current. Read
+        # through the descriptor just opened, before any statement could look for -wal or -shm files.
+        complete, header = conn.read("main", 0, 0, 100)
+        if complete and header.startswith(b"SQLite format 3\x00") and 2 in (header[18], header[19]):
+            return FileSurvey(path, FileState.FOREIGN, None, _WAL)
         conn.set_busy_timeout(SURVEY_BUSY_TIMEOUT_MS)
         # One read transaction for every read and the copy: each statement on its own takes and drops
         # the shared lock and looks for a hot journal again (strace, tools.bench figure 5e: 20 locks
@@ -178,6 +184,12 @@ def survey_file(
         return FileSurvey(path, FileState.UNREADABLE, None, str(exc))
     finally:
         conn.close()
+
+
+_WAL = (
+    "in WAL mode, which counter files never use (the API answers 503 for it) - if it is a counter,"
+    " run `PRAGMA journal_mode=DELETE` on it with no other connection open; otherwise move it away"
+)
 
 
 def _counter_id(conn: apsw.Connection) -> str | None:

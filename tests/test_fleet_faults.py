@@ -131,6 +131,26 @@ def test_an_empty_counter_file_is_damage_to_status_and_left_alone_by_migrate(
     assert path.stat().st_size == 0  # never given a schema: its old value must be restored, not reset
 
 
+def test_a_counter_file_switched_to_wal_is_foreign_to_status_and_preflight(
+    tmp_path: Path, v1_manifest: Manifest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a counter file that another tool switched to WAL mode (the API refuses it: 503)
+    root = tmp_path / "counters"
+    path = make_counter(root, "walled", v1_manifest)
+    conn = apsw.Connection(str(path))
+    conn.execute("PRAGMA journal_mode=WAL").fetchall()
+    conn.close()  # the last connection checkpoints and removes -wal and -shm
+    before = _snapshot(root)
+    # WHEN status and preflight survey it
+    # THEN both report it as a file the API will not serve, say how to repair it, and change nothing
+    for command in ("status", "preflight"):
+        assert main([command, str(root), "--migrations", str(tmp_path / "v1")]) == 1
+        out = capsys.readouterr().out
+        assert "in WAL mode, which counter files never use" in out
+        assert "PRAGMA journal_mode=DELETE" in out
+    assert _snapshot(root) == before
+
+
 # ---------------------------------------------------------------- 11: one bad file, many workers
 
 
