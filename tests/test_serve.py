@@ -136,7 +136,10 @@ def test_a_content_length_that_is_not_a_number_is_a_json_400(served: Server) -> 
 def test_a_request_line_too_long_is_a_json_414(served: Server) -> None:
     status, headers, body = _raw(served.url, b"GET /counters/" + b"x" * 70_000 + b" HTTP/1.1\r\n\r\n")
     assert (status, headers["content-type"]) == (414, "application/json")
-    assert _error(body) == ("uri_too_long", "Request-URI Too Long - fix the request")
+    assert _error(body) == (
+        "uri_too_long",
+        "the request line is too long - shorten the URL (a counter ID is at most 256 characters)",
+    )
 
 
 def test_a_path_http_api_refuses_is_a_json_400(served: Server) -> None:

@@ -231,10 +231,18 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         # http.server's own refusals (414, a malformed request line, 431) in the API's JSON shape.
-        codes = {414: "uri_too_long", 431: "headers_too_large"}
+        # Our own words for the two common ones: http.server's phrases differ between CPython versions
+        # ("Request-URI Too Long" until 3.12, "URI Too Long" from 3.13).
+        codes = {
+            414: (
+                "uri_too_long",
+                "the request line is too long - shorten the URL (a counter ID is at most 256 characters)",
+            ),
+            431: ("headers_too_large", "the request headers are too large - send fewer or shorter headers"),
+        }
         self.close_connection = True
-        text = message or self.responses.get(code, ("error",))[0]
-        self._send_json_error(code, codes.get(code, "bad_request"), f"{text} - fix the request")
+        default = ("bad_request", f"{message or self.responses.get(code, ('error',))[0]} - fix the request")
+        self._send_json_error(code, *codes.get(code, default))
 
     def _send_json_error(self, status: int, code: str, message: str) -> None:
         from handlers.errors import error_response
