@@ -80,12 +80,28 @@ def probe(path: Path, *, label: str) -> bool:
     return True
 
 
+def header_bytes(conn: apsw.Connection) -> tuple[bool, bytes]:
+    """The file's first 100 bytes through the descriptor SQLite opened (a data read, no extra open),
+    and whether they were all there; before any statement, so nothing looks for -wal or -shm files."""
+    complete, header = conn.read("main", 0, 0, _HEADER_BYTES)
+    return complete, header
+
+
+def not_rollback_journal(header: bytes) -> bool:
+    """Whether an SQLite header is not in rollback-journal mode: bytes 18 and 19 are 2 in WAL mode.
+
+    Counter files never are: WAL's index lives in shared memory, which hosts sharing an NFS mount do
+    not share (https://sqlite.org/wal.html).
+    """
+    return header.startswith(_MAGIC) and (header[18] != 1 or header[19] != 1)
+
+
 def _check_header(conn: apsw.Connection, label: str) -> None:
     # The file's first 100 bytes, through the descriptor SQLite just opened (a data read, no extra
     # open), before any statement: a file that is not ours is never written to. `PRAGMA
     # journal_mode=DELETE` is not run at all: it is SQLite's default for a rollback-journal file, and on
     # a WAL file it would rewrite another application's database (https://sqlite.org/fileformat.html).
-    complete, header = conn.read("main", 0, 0, _HEADER_BYTES)
+    complete, header = header_bytes(conn)
     if not complete and not any(header):
         # Empty since `probe` looked (SQLite pads a short read with zeros): a file being created in
         # place by a process without hard links, or one truncated - damage, as `probe` would say.
@@ -94,9 +110,7 @@ def _check_header(conn: apsw.Connection, label: str) -> None:
         raise not_a_database(label, "it is not an SQLite database")
     if not complete:
         raise damaged(label, "it is shorter than an SQLite header")
-    if header[18] != 1 or header[19] != 1:
-        # Bytes 18 and 19 are 2 in WAL mode. Ours never are: WAL's index lives in shared memory, which
-        # hosts sharing an NFS mount do not share (https://sqlite.org/wal.html).
+    if not_rollback_journal(header):
         raise not_a_database(label, "it is in WAL mode, which counter files never use")
     application_id = int.from_bytes(header[68:72], "big")
     if application_id not in (APPLICATION_ID, 0):

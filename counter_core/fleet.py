@@ -24,6 +24,7 @@ from pathlib import Path
 
 import apsw
 
+from counter_core import connection
 from counter_core.connection import _open_probed, open_database
 from counter_core.errors import CounterError, MigrationFailed
 from counter_core.manifest import Manifest
@@ -149,11 +150,9 @@ def survey_file(
     except apsw.Error as exc:
         return FileSurvey(path, FileState.UNREADABLE, None, str(exc))
     try:
-        # Bytes 18-19 of the header are 2 in WAL mode: the API refuses such a file (a WAL index needs
-        # shared memory that hosts sharing NFS do not share), so status must not call it current. Read
-        # through the descriptor just opened, before any statement could look for -wal or -shm files.
-        complete, header = conn.read("main", 0, 0, 100)
-        if complete and header.startswith(b"SQLite format 3\x00") and 2 in (header[18], header[19]):
+        # The API refuses a file in WAL mode, so status must not call it current.
+        complete, header = connection.header_bytes(conn)
+        if complete and connection.not_rollback_journal(header):
             return FileSurvey(path, FileState.FOREIGN, None, _WAL)
         conn.set_busy_timeout(SURVEY_BUSY_TIMEOUT_MS)
         # One read transaction for every read and the copy: each statement on its own takes and drops

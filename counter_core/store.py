@@ -219,8 +219,8 @@ class CounterStore:
             return Applied(outcome=outcome, response=response)
 
         # A counter without a file gets one with this write already in it (one durable step instead
-        # of two: counter_core.create); a delete never creates one.
-        # Delete and reset never create a counter: a mistyped ID must not leave a file behind.
+        # of two: counter_core.create); delete and reset never create one, so a mistyped ID leaves
+        # no file behind.
         seed = None if isinstance(operation, (Delete, Reset)) else write
         for attempt in range(2):
             found = self._writable(counter_id, seed)

@@ -17,6 +17,16 @@ from tools.migrations.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from tools.migrations.folder import DEFAULT_FOLDER, FolderError, require_folder
 
 
+def _add_schema_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--schema",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the declarative schema (default: counter_core/schema.sql)",
+    )
+
+
 def _add_migrations_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--migrations",
@@ -39,13 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         " with rows. Exit codes: 0 written or nothing to do, 1 verification failed, 2 bad input, 3 refused.",
     )
     generate.add_argument("--name", required=True, help="what the migration does, e.g. add_history_index")
-    generate.add_argument(
-        "--schema",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="the declarative schema (default: counter_core/schema.sql)",
-    )
+    _add_schema_option(generate)
     generate.add_argument(
         "--custom", action="store_true", help="write an empty migration for hand-written data changes"
     )
@@ -73,13 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fail (exit 1) unless the migrations folder is consistent, manifest.json is current, the schema"
         " file has no changes left to generate, and replaying every migration gives it. Read-only.",
     )
-    check.add_argument(
-        "--schema",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="the declarative schema (default: counter_core/schema.sql)",
-    )
+    _add_schema_option(check)
     _add_migrations_option(check)
     check.set_defaults(run=_check)
 
