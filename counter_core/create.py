@@ -19,9 +19,8 @@ import errno
 import os
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import apsw
 
@@ -65,8 +64,7 @@ class LinkUnsupported(Exception):
     """This file system cannot hard-link: create the file in place instead."""
 
 
-@dataclass(frozen=True)
-class Created(Generic[T]):
+class Created(NamedTuple, Generic[T]):
     """This process created the file: the migrations it applied and what `seed` returned."""
 
     report: MigrationReport

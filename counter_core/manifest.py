@@ -16,9 +16,8 @@ import functools
 import json
 import pkgutil
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from counter_core.errors import ManifestInvalid
 
@@ -39,8 +38,7 @@ class _FieldError(ValueError):
         self.loc = loc
 
 
-@dataclass(frozen=True)
-class Migration:
+class Migration(NamedTuple):
     """One migration, its statements already split (build time did the parsing)."""
 
     idx: int
@@ -53,48 +51,31 @@ class Migration:
     foreign_keys_off: bool
     statements: tuple[str, ...]
 
-    def __post_init__(self) -> None:
-        for name in ("idx", "when"):
-            value = getattr(self, name)
-            if not _is_int(value) or value < 0:
-                raise _FieldError(name, "must be an integer of at least 0")
-        if not isinstance(self.tag, str) or not _TAG.fullmatch(self.tag):
-            raise _FieldError("tag", "must match NNNN_name (digits, '_', then letters, digits, '_' or '-')")
-        if len(self.tag) > _TAG_MAX_LENGTH:
-            raise _FieldError("tag", f"must be at most {_TAG_MAX_LENGTH} characters long")
-        if not isinstance(self.sha256, str) or not _SHA256.fullmatch(self.sha256):
-            raise _FieldError("sha256", "must be 64 lowercase hexadecimal digits")
-        for name in ("additive", "foreign_keys_off"):
-            if not isinstance(getattr(self, name), bool):
-                raise _FieldError(name, "must be true or false")
-        if not isinstance(self.statements, tuple):
-            raise _FieldError("statements", "must be an array of strings")
-        for position, statement in enumerate(self.statements):
-            if not isinstance(statement, str):
-                raise _FieldError(f"statements.{position}", "must be a string")
+
+def _check_migration(migration: Migration) -> None:
+    for name in ("idx", "when"):
+        value = getattr(migration, name)
+        if not _is_int(value) or value < 0:
+            raise _FieldError(name, "must be an integer of at least 0")
+    if not isinstance(migration.tag, str) or not _TAG.fullmatch(migration.tag):
+        raise _FieldError("tag", "must match NNNN_name (digits, '_', then letters, digits, '_' or '-')")
+    if len(migration.tag) > _TAG_MAX_LENGTH:
+        raise _FieldError("tag", f"must be at most {_TAG_MAX_LENGTH} characters long")
+    if not isinstance(migration.sha256, str) or not _SHA256.fullmatch(migration.sha256):
+        raise _FieldError("sha256", "must be 64 lowercase hexadecimal digits")
+    for name in ("additive", "foreign_keys_off"):
+        if not isinstance(getattr(migration, name), bool):
+            raise _FieldError(name, "must be true or false")
+    for position, statement in enumerate(migration.statements):
+        if not isinstance(statement, str):
+            raise _FieldError(f"statements.{position}", "must be a string")
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(NamedTuple):
     """The ordered migration history of this bundle."""
 
     format: Literal[1]
     migrations: tuple[Migration, ...]
-
-    def __post_init__(self) -> None:
-        if not _is_int(self.format) or self.format != FORMAT:
-            raise _FieldError("format", f"must be {FORMAT}")
-        previous_when = -1
-        for position, migration in enumerate(self.migrations):
-            if migration.idx != position:
-                raise _FieldError(
-                    "<root>", f"migrations[{position}].idx is {migration.idx}, expected {position}"
-                )
-            if migration.when <= previous_when:
-                raise _FieldError(
-                    "<root>", f"migrations[{position}].when must be greater than the previous entry's"
-                )
-            previous_when = migration.when
 
     @property
     def version(self) -> int:
@@ -105,7 +86,7 @@ class Manifest:
         """The manifest as manifest.json holds it: JSON types, fields in declaration order."""
         return {
             "format": self.format,
-            "migrations": [{**asdict(m), "statements": list(m.statements)} for m in self.migrations],
+            "migrations": [{**m._asdict(), "statements": list(m.statements)} for m in self.migrations],
         }
 
 
@@ -141,11 +122,24 @@ def _manifest(data: object) -> Manifest:
         statements = fields["statements"]
         if not isinstance(statements, list):
             raise _FieldError(f"{loc}.statements", "must be an array of strings")
+        migration = Migration(**{**fields, "statements": tuple(statements)})
         try:
-            migrations.append(Migration(**{**fields, "statements": tuple(statements)}))
+            _check_migration(migration)
         except _FieldError as exc:
             raise _FieldError(f"{loc}.{exc.loc}", str(exc)) from None
-    return Manifest(format=document["format"], migrations=tuple(migrations))
+        migrations.append(migration)
+    if not _is_int(document["format"]) or document["format"] != FORMAT:
+        raise _FieldError("format", f"must be {FORMAT}")
+    previous_when = -1
+    for position, migration in enumerate(migrations):
+        if migration.idx != position:
+            raise _FieldError("<root>", f"migrations[{position}].idx is {migration.idx}, expected {position}")
+        if migration.when <= previous_when:
+            raise _FieldError(
+                "<root>", f"migrations[{position}].when must be greater than the previous entry's"
+            )
+        previous_when = migration.when
+    return Manifest(format=FORMAT, migrations=tuple(migrations))
 
 
 def parse_manifest(data: bytes, *, source: str) -> Manifest:

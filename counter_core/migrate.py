@@ -16,8 +16,8 @@ Guarantees:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import apsw
 
@@ -50,16 +50,14 @@ CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
 )"""
 
 
-@dataclass(frozen=True)
-class AppliedMigration:
+class AppliedMigration(NamedTuple):
     idx: int
     tag: str
     sha256: str
     additive: bool
 
 
-@dataclass(frozen=True)
-class MigrationReport:
+class MigrationReport(NamedTuple):
     """What the slow path did to one file (the fast path returns no report)."""
 
     from_version: int
@@ -68,7 +66,7 @@ class MigrationReport:
     adopted: tuple[str, ...] = ()
     # Migrations a newer deployment applied that this bundle does not know, tolerated as additive.
     unknown_additive: tuple[str, ...] = ()
-    seconds: float = field(default=0.0, compare=False)
+    seconds: float = 0.0
 
 
 def read_header(conn: apsw.Connection) -> tuple[int, int]:

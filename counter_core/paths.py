@@ -12,8 +12,8 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from counter_core.errors import InvalidCounterId
 
@@ -138,8 +138,7 @@ def _fan_out_dirs(root: Path, prefixes: tuple[str, ...] | None = None) -> Iterat
                 yield entry.path, first + entry.name
 
 
-@dataclass(frozen=True)
-class FleetEntry:
+class FleetEntry(NamedTuple):
     """A name the fleet walk found: a counter file's, or a stray build file's (`temporary`).
 
     `regular` is the directory listing's word on the file type: False for a FIFO, directory, symlink,

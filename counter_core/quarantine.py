@@ -18,7 +18,6 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from counter_core.errors import MigrationFailed, MigrationQuarantined
 
@@ -30,11 +29,13 @@ CAPACITY = 10_000
 FailureListener = Callable[[str, MigrationFailed], None]
 
 
-@dataclass
 class _Entry:
-    failures: int
-    until: float
-    error: MigrationFailed
+    __slots__ = ("error", "failures", "until")
+
+    def __init__(self, failures: int, until: float, error: MigrationFailed) -> None:
+        self.failures = failures
+        self.until = until
+        self.error = error
 
 
 class Quarantine:

@@ -7,8 +7,7 @@ imported by the first request that needs one, not at cold start (tools.bench, fi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -19,8 +18,7 @@ def metadata_json(metadata: dict[str, Any]) -> str:
     return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-@dataclass(frozen=True)
-class Counter:
+class Counter(NamedTuple):
     """A counter as stored. `metadata_json` is the text validated on its way in, so rendering a
     counter is string assembly that cannot fail, and a success is never followed by an error."""
 

@@ -13,8 +13,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import apsw
 
@@ -50,61 +49,52 @@ PRUNE_EVERY = 64
 PRUNE_MAX_ROWS = 10_000
 
 
-@dataclass(frozen=True)
-class Increment:
+class Increment(NamedTuple):
     by: int
 
 
-@dataclass(frozen=True)
-class Decrement:
+class Decrement(NamedTuple):
     by: int
 
 
-@dataclass(frozen=True)
-class Set:
+class Set(NamedTuple):
     value: int
     metadata: dict[str, Any] | None
 
 
-@dataclass(frozen=True)
-class Reset:
+class Reset(NamedTuple):
     pass
 
 
-@dataclass(frozen=True)
-class Delete:
+class Delete(NamedTuple):
     pass
 
 
 Operation = Increment | Decrement | Set | Reset | Delete
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What a mutation did: the counter after it (None once deleted), and whether it created it."""
 
     counter: Counter | None
     created: bool = False
 
 
-@dataclass(frozen=True)
-class StoredResponse:
+class StoredResponse(NamedTuple):
     """A response kept with its idempotency key; the store does not interpret `status`."""
 
     status: int
     body: str
 
 
-@dataclass(frozen=True)
-class Idempotency:
+class Idempotency(NamedTuple):
     """An idempotent request: its key and a fingerprint of the request."""
 
     key: str
     fingerprint: str
 
 
-@dataclass(frozen=True)
-class Applied:
+class Applied(NamedTuple):
     """What `apply` did: the outcome and its rendered response, or the stored response it replayed."""
 
     outcome: Outcome | None
@@ -224,7 +214,7 @@ class CounterStore:
         seed = None if isinstance(operation, (Delete, Reset)) else write
         for attempt in range(2):
             found = self._writable(counter_id, seed)
-            if isinstance(found, Created):
+            if not isinstance(found, apsw.Connection):  # Created, with this write in it
                 return found.seeded
             try:
                 with self._transaction(counter_id, found, "BEGIN IMMEDIATE"):

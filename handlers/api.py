@@ -11,7 +11,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from counter_core import (
     ConnectionCache,
@@ -43,10 +43,9 @@ from handlers.routes import ROUTES, BadPathEncoding, NoRoute, Route, WrongMethod
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from counter_core.models import SetCounter, Step
-
-# pydantic (and counter_core.models) is imported by the first request that validates something: a
-# body, the history query. An increment without a body, a GET, a reset or a delete never load it:
+# pydantic (and counter_core.models) is imported by the first request that validates something the
+# plain checks of handlers.plain_bodies do not settle: a body such as {"by": 2.5} or one with metadata,
+# the history query. `{"by": 2}`, no body, a GET, a reset or a delete never load it:
 # importing it and building the models is about 110 ms of CPU in a fresh CPython 3.13, three times
 # the apsw-only handler's whole cold start (README, figure 3; tests/test_cold_path.py).
 
@@ -261,16 +260,15 @@ def _dispatch(route: Route, params: dict[str, str], request: Request) -> Respons
     return _from_stored(applied.response, replayed=applied.replayed)
 
 
-def _operation(route: Route, body: BaseModel | None) -> Operation:
+def _operation(route: Route, body: dict[str, Any] | None) -> Operation:
     # No body means the model's defaults (route.empty_body): `by` is 1.
     if route.operation_id == "incrementCounter":
-        return Increment(1 if body is None else cast("Step", body).by)
+        return Increment(1 if body is None else body["by"])
     if route.operation_id == "decrementCounter":
-        return Decrement(1 if body is None else cast("Step", body).by)
+        return Decrement(1 if body is None else body["by"])
     if route.operation_id == "setCounter":
         assert body is not None  # the route requires a body
-        body = cast("SetCounter", body)
-        return Set(body.value, body.metadata)
+        return Set(body["value"], body["metadata"])
     if route.operation_id == "resetCounter":
         return Reset()
     return Delete()
@@ -290,8 +288,9 @@ def _from_stored(stored: StoredResponse, *, replayed: bool) -> Response:
     return response
 
 
-def _body(route: Route, request: Request) -> BaseModel | None:
-    """The validated body; None when none was sent, which means the model's defaults (route.empty_body)."""
+def _body(route: Route, request: Request) -> dict[str, Any] | None:
+    """The validated body in its model's JSON form (every default filled in); None when none was sent,
+    which means the model's defaults (route.empty_body)."""
     raw = request.body
     if raw is None or raw.strip() == b"":
         if route.body is not None and route.body_required:
@@ -354,7 +353,11 @@ def _body(route: Route, request: Request) -> BaseModel | None:
         raise errors.ApiError(
             422, "validation_failed", "this route takes no body - send none or {}", details=[]
         )
-    return _validate(model(route.body), data, what="body")
+    if route.plain_body is not None:
+        plain = route.plain_body(data)
+        if plain is not None:
+            return plain
+    return _validate(model(route.body), data, what="body").model_dump(mode="json")
 
 
 def _has_lone_surrogate(data: Any) -> bool:
@@ -461,14 +464,14 @@ def _idempotency_key(request: Request) -> str | None:
     return key
 
 
-def _fingerprint(route: Route, counter_id: str, body: BaseModel | None) -> str:
+def _fingerprint(route: Route, counter_id: str, body: dict[str, Any] | None) -> str:
     """Same route, counter and (parsed) body: the same request, whatever the JSON whitespace."""
     canonical = json.dumps(
         [
             route.method,
             route.path,
             counter_id,
-            body.model_dump(mode="json") if body is not None else route.empty_body,
+            body if body is not None else route.empty_body,
         ],
         sort_keys=True,
         separators=(",", ":"),

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class BadEvent(ValueError):
     """The event is not an API Gateway proxy event this handler understands."""
 
 
-# Not frozen: a frozen dataclass sets each of its ten fields through object.__setattr__, which made
-# building one 2.4x slower (10.6 vs 4.3 us with timeit on this loaded machine). Nothing mutates it.
-@dataclass
-class Request:
+class Request(NamedTuple):
     method: str
     path: str  # as the event gives it, stage prefix removed: decoded in payload 2.0, encoded in 1.0
     headers: dict[str, str]  # names lower-cased
@@ -44,11 +40,15 @@ class Request:
             return None
 
 
-@dataclass
 class Response:
-    status: int
-    body: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
+    """A response being built: the handler adds headers (x-request-id) after the route answered."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, body: str | None = None, headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.headers = {} if headers is None else headers
 
     def to_lambda(self) -> dict[str, Any]:
         headers = dict(self.headers)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from handlers.http import Request
+from handlers.plain_bodies import plain_set, plain_step
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     method: str
     path: str
     operation_id: str
@@ -24,7 +24,10 @@ class Route:
     # What a request without a body means, in the JSON form of the body model with every default
     # (a test checks it against the model): the idempotency fingerprint hashes it, so a bodyless
     # increment needs no pydantic.
-    empty_body: dict[str, Any] | None = field(default=None, hash=False)
+    empty_body: dict[str, Any] | None = None
+    # The body's JSON form when it is plainly valid, checked without pydantic (handlers.plain_bodies);
+    # None from it, or no function, sends the body to the model.
+    plain_body: Callable[[object], dict[str, Any] | None] | None = None
     success: int = 200
     response: str | None = None
     mutation: bool = False
@@ -55,6 +58,7 @@ TABLE: tuple[Route, ...] = (
         "Create or overwrite a counter's value (201 created, 200 replaced)",
         body="SetCounter",
         body_required=True,
+        plain_body=plain_set,
         response="CounterView",
         mutation=True,
         errors=(400, 404, 409, 413, 415, 422, 503),
@@ -75,6 +79,7 @@ TABLE: tuple[Route, ...] = (
         "Add `by` (default 1); creates the counter at 0 first if needed",
         body="Step",
         empty_body={"by": 1},
+        plain_body=plain_step,
         response="CounterView",
         mutation=True,
         errors=(400, 404, 409, 413, 415, 422, 503),
@@ -86,6 +91,7 @@ TABLE: tuple[Route, ...] = (
         "Subtract `by` (default 1); creates the counter at 0 first if needed",
         body="Step",
         empty_body={"by": 1},
+        plain_body=plain_step,
         response="CounterView",
         mutation=True,
         errors=(400, 404, 409, 413, 415, 422, 503),

@@ -65,9 +65,35 @@ def test_a_first_request_without_a_body_loads_neither_pydantic_nor_powertools(
     assert result == {"status": 200, "heavy": []}
 
 
-def test_a_body_is_validated_by_pydantic_on_the_first_request(tmp_path: Path) -> None:
-    result = _fresh_process(http_event("POST", "/counters/c/increment", body={"by": 2}), tmp_path)
-    assert result == {"status": 200, "heavy": ["pydantic", "pydantic_core"]}
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("POST", "/counters/c/increment", {"by": 2}, 200),
+        ("POST", "/counters/c/decrement", {}, 200),
+        ("PUT", "/counters/c", {"value": 7}, 201),
+    ],
+)
+def test_a_plain_body_is_validated_without_pydantic(
+    tmp_path: Path, method: str, path: str, body: dict[str, Any], status: int
+) -> None:
+    # handlers.plain_bodies settles it (tests/test_plain_bodies.py: the same answer pydantic gives)
+    result = _fresh_process(http_event(method, path, body=body), tmp_path, AWS_LAMBDA_LOG_LEVEL="INFO")
+    assert result == {"status": status, "heavy": []}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("POST", "/counters/c/increment", {"by": 2.0}, 200),  # an integer to JSON Schema
+        ("POST", "/counters/c/increment", {"by": 0}, 422),  # refused in pydantic's terms, reworded
+        ("PUT", "/counters/c", {"value": 7, "metadata": {"a": 1}}, 201),  # metadata's depth and size
+    ],
+)
+def test_any_other_body_is_validated_by_pydantic(
+    tmp_path: Path, method: str, path: str, body: dict[str, Any], status: int
+) -> None:
+    result = _fresh_process(http_event(method, path, body=body), tmp_path, AWS_LAMBDA_LOG_LEVEL="INFO")
+    assert result == {"status": status, "heavy": ["pydantic", "pydantic_core"]}
 
 
 @pytest.mark.parametrize(
