@@ -1,8 +1,8 @@
 """The migration manifest: what the runtime knows of the migration history.
 
 `generated/manifest.json` is built by `python -m tools.migrations manifest` from Drizzle Kit's folder
-layout; the runtime only reads it. Reading goes through the package loader (pkgutil.get_data), so it
-works from a directory, a zip, or a `sam build` artifact.
+layout; the runtime only reads it. Reading goes through the package's loader, so it works from a
+directory, a zip, or a `sam build` artifact.
 
 Validated by hand, with the standard library, not by pydantic: this module is read on every cold
 start, and importing pydantic and building two models for it was about 45 ms of CPU of the 245 ms a
@@ -13,8 +13,8 @@ body (counter_core.models); the manifest is this project's own build output, che
 from __future__ import annotations
 
 import functools
+import importlib
 import json
-import pkgutil
 import re
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -170,17 +170,18 @@ def load_manifest(folder: Path) -> Manifest:
 @functools.cache
 def bundled_manifest() -> Manifest:
     """The manifest shipped in the `generated` package, read and validated once per process."""
-    # pkgutil.get_data, not importlib.resources: the same loader call underneath, without the ~4 ms
-    # (python -X importtime) that importing importlib.resources (tempfile, shutil, zipfile) adds.
+    # The package's own loader reads the file (what pkgutil.get_data and importlib.resources end up
+    # calling), so it works from a directory or a zip. Importing importlib.resources (zipfile,
+    # tempfile, inspect) cost 22-29 ms of CPU and pkgutil 2.5-3.6 ms in a fresh CPython 3.13 whose
+    # request path loads neither (tools.bench, figure 3); the Lambda runtime preloads neither.
     try:
-        data = pkgutil.get_data(BUNDLED_PACKAGE, MANIFEST_FILE)
+        package = importlib.import_module(BUNDLED_PACKAGE)
+        loader = package.__spec__.loader if package.__spec__ is not None else None
+        if loader is None or package.__file__ is None or not hasattr(loader, "get_data"):
+            raise ImportError(f"{BUNDLED_PACKAGE} is not a package loaded from files")
+        data = loader.get_data(str(Path(package.__file__).with_name(MANIFEST_FILE)))
     except (OSError, ImportError) as exc:
-        data = None
-        missing: BaseException | None = exc
-    else:
-        missing = None
-    if data is None:
         raise ManifestInvalid(
             f"{BUNDLED_PACKAGE}/{MANIFEST_FILE} is missing from the bundle - rebuild with `sam build`"
-        ) from missing
+        ) from exc
     return parse_manifest(data, source=f"{BUNDLED_PACKAGE}/{MANIFEST_FILE}")

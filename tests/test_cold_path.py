@@ -9,14 +9,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from counter_core.manifest import parse_manifest
+from counter_core.manifest import bundled_manifest, parse_manifest
 from counter_core.models import HistoryQuery, SetCounter, Step
 from handlers.observability import _deferrable_level
 from handlers.routes import TABLE, model
@@ -202,3 +204,46 @@ def test_a_manifest_round_trips_through_its_json_form() -> None:
     document = {"format": 1, "migrations": [_GOOD]}
     manifest = parse_manifest(json.dumps(document).encode(), source="m.json")
     assert manifest.to_json() == document and manifest.version == 1
+
+
+# Runs in a fresh interpreter with only `bundle` (a folder or a zip) and counter_core on sys.path.
+_READ_BUNDLED = """
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+from counter_core import ManifestInvalid, bundled_manifest
+try:
+    print(bundled_manifest().version)
+except ManifestInvalid as exc:
+    print(exc)
+"""
+
+
+def _read_bundled(bundle: Path, tmp_path: Path) -> str:
+    code_only = tmp_path / "code"
+    shutil.copytree(REPO / "counter_core", code_only / "counter_core")
+    done = subprocess.run(
+        [sys.executable, "-I", "-c", _READ_BUNDLED, str(bundle), str(code_only)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_the_bundled_manifest_is_read_through_the_package_loader_from_a_zip(tmp_path: Path) -> None:
+    archive = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for name in ("__init__.py", "manifest.json"):
+            bundle.write(REPO / "generated" / name, f"generated/{name}")
+    assert _read_bundled(archive, tmp_path) == str(bundled_manifest().version)
+
+
+def test_a_bundle_without_its_manifest_names_the_fix(tmp_path: Path) -> None:
+    folder = tmp_path / "bundle"
+    (folder / "generated").mkdir(parents=True)
+    shutil.copy(REPO / "generated" / "__init__.py", folder / "generated")
+    assert _read_bundled(folder, tmp_path) == (
+        "generated/manifest.json is missing from the bundle - rebuild with `sam build`"
+    )
