@@ -6,11 +6,24 @@ imported by the first request that needs one, not at cold start (tools.bench, fi
 
 from __future__ import annotations
 
+import functools
 import json
+import time
 from typing import Any, NamedTuple
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+
+
+@functools.lru_cache(maxsize=256)
+def rfc3339(ms: int) -> str:
+    """Milliseconds since the epoch as RFC 3339 UTC with milliseconds ("2026-11-26T14:47:06.389Z").
+
+    Integer arithmetic and a small cache (a hot counter's created_at repeats on every request): 0.1 to
+    2 us where datetime.fromtimestamp(ms / 1000).isoformat() took 4.8 us, twice per request
+    (tools.bench, figure 2); and exact, where the float division drifted a millisecond by year 9000.
+    """
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(ms // 1000))}.{ms % 1000:03d}Z"
 
 
 def metadata_json(metadata: dict[str, Any]) -> str:
