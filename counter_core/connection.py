@@ -12,7 +12,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import apsw
 
@@ -224,7 +223,6 @@ def _open_probed(path: Path, *, create: bool, busy_timeout_ms: int, label: str) 
 
 
 MigrationListener = Callable[[str, MigrationReport], None]
-T = TypeVar("T")
 
 
 def _nothing(conn: apsw.Connection) -> None:
@@ -304,8 +302,8 @@ class ConnectionCache:
         return found
 
     def open_or_create(
-        self, counter_id: str, *, seed: Callable[[apsw.Connection], T] | None
-    ) -> apsw.Connection | Created[T]:
+        self, counter_id: str, *, seed: Callable[[apsw.Connection], object] | None
+    ) -> apsw.Connection | Created:
         """The counter's connection; or, if it has no file and `seed` is given, create it.
 
         Creating runs `seed` in the new file before it appears (see counter_core.create) and returns
@@ -340,8 +338,8 @@ class ConnectionCache:
             raise storage_unavailable(f"counter {counter_id!r}", exc) from exc
 
     def _open_or_create(
-        self, counter_id: str, seed: Callable[[apsw.Connection], T] | None
-    ) -> apsw.Connection | Created[T]:
+        self, counter_id: str, seed: Callable[[apsw.Connection], object] | None
+    ) -> apsw.Connection | Created:
         path = counter_path(self.root, counter_id)
         label = f"counter {counter_id!r}"
         if not probe(path, label=label):

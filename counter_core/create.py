@@ -19,7 +19,6 @@ import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Generic, NamedTuple, TypeVar
 
 import apsw
 
@@ -33,8 +32,7 @@ from counter_core.migrate import (
     refused_open,
 )
 from counter_core.paths import temporary_name
-
-T = TypeVar("T")
+from counter_core.values import Value
 
 # Errors of a file system without hard links. EFS has them (as do ext4, xfs and tmpfs); the fallback
 # keeps the service correct elsewhere: the caller creates the file in place, migrated under BEGIN
@@ -63,16 +61,19 @@ class LinkUnsupported(Exception):
     """This file system cannot hard-link: create the file in place instead."""
 
 
-class Created(NamedTuple, Generic[T]):
+class Created(Value):
     """This process created the file: the migrations it applied and what `seed` returned."""
 
-    report: MigrationReport
-    seeded: T
+    __slots__ = ("report", "seeded")
+
+    def __init__(self, report: MigrationReport, seeded: object) -> None:
+        self.report = report
+        self.seeded = seeded
 
 
 def create_database(
-    path: Path, manifest: Manifest, *, label: str, seed: Callable[[apsw.Connection], T]
-) -> Created[T] | None:
+    path: Path, manifest: Manifest, *, label: str, seed: Callable[[apsw.Connection], object]
+) -> Created | None:
     """Create the file at `path`, migrated, with `seed` run in one transaction on it before it appears.
 
     Returns None if another process created the file first (then `seed`'s work was discarded). Raises
@@ -118,8 +119,8 @@ def create_database(
 
 
 def _build(
-    conn: apsw.Connection, manifest: Manifest, *, label: str, seed: Callable[[apsw.Connection], T]
-) -> tuple[T, MigrationReport]:
+    conn: apsw.Connection, manifest: Manifest, *, label: str, seed: Callable[[apsw.Connection], object]
+) -> tuple[object, MigrationReport]:
     """The migrations and the first write in one transaction, synced once at COMMIT."""
     # A journal in memory still lets a failed migration or seed roll back; synchronous=FULL makes
     # COMMIT sync the finished file (one fdatasync, no journal file to create, sync or unlink).

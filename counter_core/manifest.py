@@ -17,9 +17,13 @@ import importlib
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
 
 from counter_core.errors import ManifestInvalid
+from counter_core.values import Value
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at cold start (figure 3)
+if TYPE_CHECKING:
+    from typing import Any, Literal
 
 MANIFEST_FILE = "manifest.json"
 BUNDLED_PACKAGE = "generated"
@@ -38,18 +42,34 @@ class _FieldError(ValueError):
         self.loc = loc
 
 
-class Migration(NamedTuple):
+# A migration's fields in manifest.json, in the order to_json writes them.
+_MIGRATION_FIELDS = ("idx", "tag", "when", "sha256", "additive", "foreign_keys_off", "statements")
+
+
+class Migration(Value):
     """One migration, its statements already split (build time did the parsing)."""
 
-    idx: int
-    tag: str
-    when: int
-    sha256: str
-    additive: bool
-    # Drizzle wraps table rebuilds in PRAGMA foreign_keys=OFF/ON. Those are no-ops inside a transaction,
-    # so the builder strips them and sets this flag; the engine switches foreign keys off *before* BEGIN.
-    foreign_keys_off: bool
-    statements: tuple[str, ...]
+    __slots__ = ("additive", "foreign_keys_off", "idx", "sha256", "statements", "tag", "when")
+
+    def __init__(
+        self,
+        idx: int,
+        tag: str,
+        when: int,
+        sha256: str,
+        additive: bool,
+        foreign_keys_off: bool,
+        statements: tuple[str, ...],
+    ) -> None:
+        self.idx = idx
+        self.tag = tag
+        self.when = when
+        self.sha256 = sha256
+        self.additive = additive
+        # Drizzle wraps table rebuilds in PRAGMA foreign_keys=OFF/ON, no-ops inside a transaction: the
+        # builder strips them and sets this flag; the engine switches foreign keys off *before* BEGIN.
+        self.foreign_keys_off = foreign_keys_off
+        self.statements = statements
 
 
 def _check_migration(migration: Migration) -> None:
@@ -71,11 +91,14 @@ def _check_migration(migration: Migration) -> None:
             raise _FieldError(f"statements.{position}", "must be a string")
 
 
-class Manifest(NamedTuple):
+class Manifest(Value):
     """The ordered migration history of this bundle."""
 
-    format: Literal[1]
-    migrations: tuple[Migration, ...]
+    __slots__ = ("format", "migrations")
+
+    def __init__(self, format: Literal[1], migrations: tuple[Migration, ...]) -> None:
+        self.format = format
+        self.migrations = migrations
 
     @property
     def version(self) -> int:
@@ -86,15 +109,15 @@ class Manifest(NamedTuple):
         """The manifest as manifest.json holds it: JSON types, fields in declaration order."""
         return {
             "format": self.format,
-            "migrations": [{**m._asdict(), "statements": list(m.statements)} for m in self.migrations],
+            "migrations": [
+                {**{name: getattr(m, name) for name in _MIGRATION_FIELDS}, "statements": list(m.statements)}
+                for m in self.migrations
+            ],
         }
 
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-_MIGRATION_FIELDS = ("idx", "tag", "when", "sha256", "additive", "foreign_keys_off", "statements")
 
 
 def _object(value: object, loc: str, fields: tuple[str, ...]) -> dict[str, Any]:

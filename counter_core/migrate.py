@@ -16,7 +16,6 @@ Guarantees:
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
 
 import apsw
 
@@ -32,6 +31,7 @@ from counter_core.errors import (
 )
 from counter_core.manifest import Manifest, Migration
 from counter_core.records import rfc3339
+from counter_core.values import Value
 
 # PRAGMA application_id marks a counter database: "Cntr" as a big-endian 32-bit integer.
 APPLICATION_ID = 0x436E7472
@@ -50,23 +50,39 @@ CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
 )"""
 
 
-class AppliedMigration(NamedTuple):
-    idx: int
-    tag: str
-    sha256: str
-    additive: bool
+class AppliedMigration(Value):
+    """A row of a file's own migration history."""
+
+    __slots__ = ("additive", "idx", "sha256", "tag")
+
+    def __init__(self, idx: int, tag: str, sha256: str, additive: bool) -> None:
+        self.idx = idx
+        self.tag = tag
+        self.sha256 = sha256
+        self.additive = additive
 
 
-class MigrationReport(NamedTuple):
+class MigrationReport(Value):
     """What the slow path did to one file (the fast path returns no report)."""
 
-    from_version: int
-    to_version: int
-    applied: tuple[str, ...] = ()
-    adopted: tuple[str, ...] = ()
-    # Migrations a newer deployment applied that this bundle does not know, tolerated as additive.
-    unknown_additive: tuple[str, ...] = ()
-    seconds: float = 0.0
+    __slots__ = ("adopted", "applied", "from_version", "seconds", "to_version", "unknown_additive")
+
+    def __init__(
+        self,
+        from_version: int,
+        to_version: int,
+        applied: tuple[str, ...] = (),
+        adopted: tuple[str, ...] = (),
+        unknown_additive: tuple[str, ...] = (),
+        seconds: float = 0.0,
+    ) -> None:
+        self.from_version = from_version
+        self.to_version = to_version
+        self.applied = applied
+        self.adopted = adopted
+        # Migrations a newer deployment applied that this bundle does not know, tolerated as additive.
+        self.unknown_additive = unknown_additive
+        self.seconds = seconds
 
 
 def read_header(conn: apsw.Connection) -> tuple[int, int]:

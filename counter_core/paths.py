@@ -13,9 +13,9 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple
 
 from counter_core.errors import InvalidCounterId
+from counter_core.values import Value
 
 MAX_ID_LENGTH = 256
 # Characters an ID cannot carry through API Gateway's HTTP API, which percent-decodes the path
@@ -138,16 +138,19 @@ def _fan_out_dirs(root: Path, prefixes: tuple[str, ...] | None = None) -> Iterat
                 yield entry.path, first + entry.name
 
 
-class FleetEntry(NamedTuple):
+class FleetEntry(Value):
     """A name the fleet walk found: a counter file's, or a stray build file's (`temporary`).
 
     `regular` is the directory listing's word on the file type: False for a FIFO, directory, symlink,
     socket or device, which fleet tools report and never open (a FIFO would block the open forever).
     """
 
-    path: Path
-    regular: bool
-    temporary: bool = False
+    __slots__ = ("path", "regular", "temporary")
+
+    def __init__(self, path: Path, regular: bool, temporary: bool = False) -> None:
+        self.path = path
+        self.regular = regular
+        self.temporary = temporary
 
 
 def walk_fleet(

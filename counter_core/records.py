@@ -9,7 +9,12 @@ from __future__ import annotations
 import functools
 import json
 import time
-from typing import Any, NamedTuple
+
+from counter_core.values import Value
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at cold start (figure 3)
+if TYPE_CHECKING:
+    from typing import Any
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -31,15 +36,18 @@ def metadata_json(metadata: dict[str, Any]) -> str:
     return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-class Counter(NamedTuple):
+class Counter(Value):
     """A counter as stored. `metadata_json` is the text validated on its way in, so rendering a
     counter is string assembly that cannot fail, and a success is never followed by an error."""
 
-    id: str
-    value: int
-    metadata_json: str
-    created_at: str
-    updated_at: str
+    __slots__ = ("created_at", "id", "metadata_json", "updated_at", "value")
+
+    def __init__(self, id: str, value: int, metadata_json: str, created_at: str, updated_at: str) -> None:
+        self.id = id
+        self.value = value
+        self.metadata_json = metadata_json
+        self.created_at = created_at
+        self.updated_at = updated_at
 
     def to_json(self) -> str:
         """The API's JSON for this counter (the shape of CounterView)."""

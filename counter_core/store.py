@@ -7,12 +7,10 @@ in that same transaction. Reads run in a plain read transaction and never create
 
 from __future__ import annotations
 
-import base64
 import binascii
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 import apsw
 
@@ -31,7 +29,10 @@ from counter_core.errors import (
 from counter_core.migrate import MALFORMED, STORAGE_ERRORS, damaged, storage_unavailable
 from counter_core.records import INT64_MAX, INT64_MIN, Counter, metadata_json, rfc3339
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at cold start (figure 3)
 if TYPE_CHECKING:
+    from typing import Any
+
     from counter_core.models import HistoryPage
 
 LOCK_WAIT_REPORT_S = 0.005
@@ -48,57 +49,83 @@ PRUNE_EVERY = 64
 PRUNE_MAX_ROWS = 10_000
 
 
-class Increment(NamedTuple):
-    by: int
+# The operations and results below are plain classes with __slots__, told apart by type, not
+# dataclasses or NamedTuples: importing dataclasses and typing and building these classes with them
+# was a fifth of the handler's cold start (README, figure 3).
+class Increment:
+    __slots__ = ("by",)
+
+    def __init__(self, by: int) -> None:
+        self.by = by
 
 
-class Decrement(NamedTuple):
-    by: int
+class Decrement:
+    __slots__ = ("by",)
+
+    def __init__(self, by: int) -> None:
+        self.by = by
 
 
-class Set(NamedTuple):
-    value: int
-    metadata: dict[str, Any] | None
+class Set:
+    __slots__ = ("metadata", "value")
+
+    def __init__(self, value: int, metadata: dict[str, Any] | None) -> None:
+        self.value = value
+        self.metadata = metadata
 
 
-class Reset(NamedTuple):
-    pass
+class Reset:
+    __slots__ = ()
 
 
-class Delete(NamedTuple):
-    pass
+class Delete:
+    __slots__ = ()
 
 
 Operation = Increment | Decrement | Set | Reset | Delete
 
 
-class Outcome(NamedTuple):
+class Outcome:
     """What a mutation did: the counter after it (None once deleted), and whether it created it."""
 
-    counter: Counter | None
-    created: bool = False
+    __slots__ = ("counter", "created")
+
+    def __init__(self, counter: Counter | None, created: bool = False) -> None:
+        self.counter = counter
+        self.created = created
 
 
-class StoredResponse(NamedTuple):
+class StoredResponse:
     """A response kept with its idempotency key; the store does not interpret `status`."""
 
-    status: int
-    body: str
+    __slots__ = ("body", "status")
+
+    def __init__(self, status: int, body: str) -> None:
+        self.status = status
+        self.body = body
 
 
-class Idempotency(NamedTuple):
+class Idempotency:
     """An idempotent request: its key and a fingerprint of the request."""
 
-    key: str
-    fingerprint: str
+    __slots__ = ("fingerprint", "key")
+
+    def __init__(self, key: str, fingerprint: str) -> None:
+        self.key = key
+        self.fingerprint = fingerprint
 
 
-class Applied(NamedTuple):
+class Applied:
     """What `apply` did: the outcome and its rendered response, or the stored response it replayed."""
 
-    outcome: Outcome | None
-    response: StoredResponse | None = None
-    replayed: bool = False
+    __slots__ = ("outcome", "replayed", "response")
+
+    def __init__(
+        self, outcome: Outcome | None, response: StoredResponse | None = None, replayed: bool = False
+    ) -> None:
+        self.outcome = outcome
+        self.response = response
+        self.replayed = replayed
 
 
 def _now_ms() -> int:
@@ -202,7 +229,8 @@ class CounterStore:
         seed = None if isinstance(operation, (Delete, Reset)) else write
         for attempt in range(2):
             found = self._writable(counter_id, seed)
-            if not isinstance(found, apsw.Connection):  # Created, with this write in it
+            if isinstance(found, Created):  # with this write in it
+                assert isinstance(found.seeded, Applied)  # what `write` returns
                 return found.seeded
             try:
                 with self._transaction(counter_id, found, "BEGIN IMMEDIATE"):
@@ -217,7 +245,7 @@ class CounterStore:
 
     def _writable(
         self, counter_id: str, seed: Callable[[apsw.Connection], Applied] | None
-    ) -> apsw.Connection | Created[Applied]:
+    ) -> apsw.Connection | Created:
         found = self._cache.open_or_create(counter_id, seed=seed)
         if isinstance(found, Created) or not found.readonly("main"):
             return found
@@ -407,11 +435,16 @@ def _prune_history(conn: apsw.Connection, keep: int) -> None:
         )
 
 
+# base64 is imported by the history reads that use it, which load pydantic anyway: not at cold start.
 def _encode_cursor(seq: int) -> str:
+    import base64
+
     return base64.urlsafe_b64encode(f"h1:{seq}".encode()).decode().rstrip("=")
 
 
 def _decode_cursor(cursor: str) -> int:
+    import base64
+
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         prefix, _, seq = raw.partition(":")

@@ -13,9 +13,11 @@ hypothesis that every answer here is pydantic's answer.
 
 from __future__ import annotations
 
-from typing import Any
-
 from counter_core.records import INT64_MAX, INT64_MIN
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at cold start (figure 3)
+if TYPE_CHECKING:
+    from typing import Any
 
 _STEP_FIELDS = {"by"}
 _SET_FIELDS = {"value", "metadata"}

@@ -3,35 +3,70 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from handlers.http import Request
 from handlers.plain_bodies import plain_set, plain_step
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at cold start (figure 3)
 if TYPE_CHECKING:
+    from typing import Any
+
     from pydantic import BaseModel
 
 
-class Route(NamedTuple):
-    method: str
-    path: str
-    operation_id: str
-    summary: str
-    # Models are named, not imported: counter_core.models imports pydantic, which only a request with
-    # a body (or the history query, or the OpenAPI document) needs. model() resolves a name.
-    body: str | None = None
-    body_required: bool = False
-    # What a request without a body means, in the JSON form of the body model with every default
-    # (a test checks it against the model): the idempotency fingerprint hashes it, so a bodyless
-    # increment needs no pydantic.
-    empty_body: dict[str, Any] | None = None
-    # The body's JSON form when it is plainly valid, checked without pydantic (handlers.plain_bodies);
-    # None from it, or no function, sends the body to the model.
-    plain_body: Callable[[object], dict[str, Any] | None] | None = None
-    success: int = 200
-    response: str | None = None
-    mutation: bool = False
-    errors: tuple[int, ...] = ()
+class Route:
+    """One route of the API (a plain class with __slots__: see handlers.http.Response)."""
+
+    __slots__ = (
+        "body",
+        "body_required",
+        "empty_body",
+        "errors",
+        "method",
+        "mutation",
+        "operation_id",
+        "path",
+        "plain_body",
+        "response",
+        "success",
+        "summary",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        operation_id: str,
+        summary: str,
+        *,
+        body: str | None = None,
+        body_required: bool = False,
+        empty_body: dict[str, Any] | None = None,
+        plain_body: Callable[[object], dict[str, Any] | None] | None = None,
+        success: int = 200,
+        response: str | None = None,
+        mutation: bool = False,
+        errors: tuple[int, ...] = (),
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.operation_id = operation_id
+        self.summary = summary
+        # Models are named, not imported: counter_core.models imports pydantic, which only a request
+        # with a body settled by neither plain_body nor empty_body (or the history query, or the
+        # OpenAPI document) needs. model() resolves a name.
+        self.body = body
+        self.body_required = body_required
+        # What a request without a body means, in the JSON form of the body model with every default
+        # (a test checks it against the model): the idempotency fingerprint hashes it.
+        self.empty_body = empty_body
+        # The body's JSON form when it is plainly valid, checked without pydantic
+        # (handlers.plain_bodies); None from it, or no function, sends the body to the model.
+        self.plain_body = plain_body
+        self.success = success
+        self.response = response
+        self.mutation = mutation
+        self.errors = errors
 
 
 def model(name: str) -> type[BaseModel]:
