@@ -11,7 +11,6 @@ import stat
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from pathlib import Path
 
 import apsw
 
@@ -40,8 +39,12 @@ from counter_core.migrate import (
     refused_open,
     storage_unavailable,
 )
-from counter_core.paths import counter_path, resolve_root
+from counter_core.paths import counter_file, resolve_root
 from counter_core.quarantine import Quarantine
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at cold start (figure 3)
+if TYPE_CHECKING:
+    from counter_core.paths import StrPath
 
 _HEADER_BYTES = 100
 # What stops a new file from being made: the file system, never the request (see open_or_create).
@@ -58,7 +61,7 @@ _FILE_KINDS = (
 )
 
 
-def probe(path: Path, *, label: str) -> bool:
+def probe(path: StrPath, *, label: str) -> bool:
     """Whether a counter file exists at `path`, in one lookup (an lstat); never opens it.
 
     Raises NotACounterDatabase for anything but a regular file (a FIFO would block an open, a link
@@ -179,7 +182,7 @@ SETUP_STEPS: tuple[Callable[[apsw.Connection], None], ...] = (_synchronous, _for
 
 
 def open_database(
-    path: Path, *, create: bool, busy_timeout_ms: int, label: str | None = None
+    path: StrPath, *, create: bool, busy_timeout_ms: int, label: str | None = None
 ) -> apsw.Connection:
     """Open one counter file with the set-up steps applied; no schema check (see ConnectionCache).
 
@@ -190,18 +193,18 @@ def open_database(
     """
     name = label if label is not None else str(path)
     if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
     elif not probe(path, label=name):
         raise CounterNotFound(f"no database file for this counter at {path}")
     return _open_probed(path, create=create, busy_timeout_ms=busy_timeout_ms, label=name)
 
 
-def _open_probed(path: Path, *, create: bool, busy_timeout_ms: int, label: str) -> apsw.Connection:
+def _open_probed(path: StrPath, *, create: bool, busy_timeout_ms: int, label: str) -> apsw.Connection:
     flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_NOFOLLOW
     if create:
         flags |= apsw.SQLITE_OPEN_CREATE
     try:
-        conn = apsw.Connection(str(path), flags=flags, statementcachesize=_STATEMENT_CACHE_SIZE)
+        conn = apsw.Connection(os.fspath(path), flags=flags, statementcachesize=_STATEMENT_CACHE_SIZE)
     except apsw.CantOpenError as exc:
         raise refused_open(label, exc) from exc
     try:
@@ -265,7 +268,7 @@ class ConnectionCache:
 
     def __init__(
         self,
-        root: Path,
+        root: StrPath,
         manifest: Manifest,
         *,
         capacity: int,
@@ -278,7 +281,7 @@ class ConnectionCache:
         # Absolute, but not resolved: SQLite refuses a symbolic link anywhere in the path
         # (SQLITE_OPEN_NOFOLLOW), so a root reached through one is resolved on the first refusal
         # (open_or_create) - a lookup per path component that a root without links never pays.
-        self.root = root.absolute()
+        self.root = os.path.abspath(root)
         self._root_resolved = False
         self.manifest = manifest
         self.capacity = capacity
@@ -340,7 +343,7 @@ class ConnectionCache:
     def _open_or_create(
         self, counter_id: str, seed: Callable[[apsw.Connection], object] | None
     ) -> apsw.Connection | Created:
-        path = counter_path(self.root, counter_id)
+        path = counter_file(self.root, counter_id)
         label = f"counter {counter_id!r}"
         if not probe(path, label=label):
             if seed is None:
@@ -468,11 +471,11 @@ class ConnectionCache:
             return None
         return self._admit_slowly(counter_id, conn, begin, again, retried=True)
 
-    def _connect(self, path: Path, label: str) -> apsw.Connection:
+    def _connect(self, path: str, label: str) -> apsw.Connection:
         # `probe` already found a regular, non-empty file: files are never unlinked while live.
         return _open_probed(path, create=False, busy_timeout_ms=self.busy_timeout_ms, label=label)
 
-    def _create_in_place(self, counter_id: str, path: Path, label: str) -> apsw.Connection:
+    def _create_in_place(self, counter_id: str, path: str, label: str) -> apsw.Connection:
         # No hard links on this file system: the file is created in place and migrated under BEGIN
         # EXCLUSIVE like any file that is behind. Here, unlike with links, a new file is empty for a
         # moment; other processes that meet it then answer 503 (counter_file_damaged) - see README.

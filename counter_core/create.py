@@ -15,10 +15,10 @@ its write to the winner's file as usual: nothing is applied twice.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 from collections.abc import Callable
-from pathlib import Path
 
 import apsw
 
@@ -33,6 +33,10 @@ from counter_core.migrate import (
 )
 from counter_core.paths import temporary_name
 from counter_core.values import Value
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at cold start (figure 3)
+if TYPE_CHECKING:
+    from counter_core.paths import StrPath
 
 # Errors of a file system without hard links. EFS has them (as do ext4, xfs and tmpfs); the fallback
 # keeps the service correct elsewhere: the caller creates the file in place, migrated under BEGIN
@@ -72,7 +76,7 @@ class Created(Value):
 
 
 def create_database(
-    path: Path, manifest: Manifest, *, label: str, seed: Callable[[apsw.Connection], object]
+    path: StrPath, manifest: Manifest, *, label: str, seed: Callable[[apsw.Connection], object]
 ) -> Created | None:
     """Create the file at `path`, migrated, with `seed` run in one transaction on it before it appears.
 
@@ -81,9 +85,11 @@ def create_database(
     before any work once it is known, where the file system has no hard links.
     """
     global _links_work
+    path = os.fspath(path)
+    directory = os.path.dirname(path)
     if not _links_work:
-        raise LinkUnsupported(str(path.parent))
-    _make_parents(path.parent)
+        raise LinkUnsupported(directory)
+    _make_parents(directory)
     # os.urandom(4).hex() is secrets.token_hex(4), without the 3 ms that importing secrets cost.
     temporary = temporary_name(path, pid=os.getpid(), token=os.urandom(4).hex())
     try:
@@ -91,7 +97,7 @@ def create_database(
         # (https://sqlite.org/vfs.html, "unix-none"); on EFS each lock would be a round trip.
         try:
             conn = apsw.Connection(
-                str(temporary),
+                temporary,
                 flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE | apsw.SQLITE_OPEN_NOFOLLOW,
                 vfs="unix-none",
             )
@@ -111,11 +117,12 @@ def create_database(
             if exc.errno not in _NO_LINKS:
                 raise
             _links_work = False
-            raise LinkUnsupported(str(path.parent)) from exc
-        _fsync_directory(path.parent)
+            raise LinkUnsupported(directory) from exc
+        _fsync_directory(directory)
         return Created(report, seeded)
     finally:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
 
 
 def _build(
@@ -145,22 +152,22 @@ def _build(
     return seeded, report
 
 
-def _make_parents(directory: Path) -> None:
+def _make_parents(directory: str) -> None:
     # One mkdir where the fan-out directory exists (the usual case), two or three for a new one;
-    # mkdir(parents=True, exist_ok=True) also stats the directory when it exists: one more lookup.
+    # os.makedirs(exist_ok=True) also stats the directory when it exists: one more lookup.
     try:
-        directory.mkdir()
+        os.mkdir(directory)
     except FileExistsError:
         return
     except FileNotFoundError:
-        directory.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(directory), exist_ok=True)
         try:
-            directory.mkdir()
+            os.mkdir(directory)
         except FileExistsError:
             return
 
 
-def _fsync_directory(directory: Path) -> None:
+def _fsync_directory(directory: str) -> None:
     # The new link must survive a crash, as SQLite syncs the directory of a journal it creates.
     fd = os.open(directory, os.O_RDONLY)
     try:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
 import re
-from pathlib import Path
 
 from counter_core.errors import ManifestInvalid
 from counter_core.values import Value
@@ -24,6 +24,8 @@ from counter_core.values import Value
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at cold start (figure 3)
 if TYPE_CHECKING:
     from typing import Any, Literal
+
+    from counter_core.paths import StrPath
 
 MANIFEST_FILE = "manifest.json"
 BUNDLED_PACKAGE = "generated"
@@ -178,16 +180,17 @@ def parse_manifest(data: bytes, *, source: str) -> Manifest:
     )
 
 
-def load_manifest(folder: Path) -> Manifest:
+def load_manifest(folder: StrPath) -> Manifest:
     """The manifest of a migrations folder on disk (tools' `--migrations DIR`)."""
-    path = folder / MANIFEST_FILE
+    path = os.path.join(folder, MANIFEST_FILE)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as file:
+            data = file.read()
     except OSError as exc:
         raise ManifestInvalid(
             f"{path} cannot be read ({exc.strerror}) - run `python -m tools.migrations manifest`"
         ) from exc
-    return parse_manifest(data, source=str(path))
+    return parse_manifest(data, source=path)
 
 
 @functools.cache
@@ -202,7 +205,7 @@ def bundled_manifest() -> Manifest:
         loader = package.__spec__.loader if package.__spec__ is not None else None
         if loader is None or package.__file__ is None or not hasattr(loader, "get_data"):
             raise ImportError(f"{BUNDLED_PACKAGE} is not a package loaded from files")
-        data = loader.get_data(str(Path(package.__file__).with_name(MANIFEST_FILE)))
+        data = loader.get_data(os.path.join(os.path.dirname(package.__file__), MANIFEST_FILE))
     except (OSError, ImportError) as exc:
         raise ManifestInvalid(
             f"{BUNDLED_PACKAGE}/{MANIFEST_FILE} is missing from the bundle - rebuild with `sam build`"

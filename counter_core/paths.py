@@ -12,10 +12,15 @@ import os
 import re
 import unicodedata
 from collections.abc import Iterator
-from pathlib import Path
 
 from counter_core.errors import InvalidCounterId
 from counter_core.values import Value
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing at cold start (figure 3)
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    StrPath = str | os.PathLike[str]
 
 MAX_ID_LENGTH = 256
 # Characters an ID cannot carry through API Gateway's HTTP API, which percent-decodes the path
@@ -76,7 +81,7 @@ def counter_hash(counter_id: str) -> str:
     return hashlib.sha256(counter_id.encode("utf-8")).hexdigest()
 
 
-def resolve_root(root: Path) -> Path:
+def resolve_root(root: StrPath) -> str:
     """COUNTERS_ROOT as an absolute path without symbolic links, resolved once per process.
 
     Counter files are opened with SQLITE_OPEN_NOFOLLOW, which refuses a link anywhere in the path
@@ -84,13 +89,23 @@ def resolve_root(root: Path) -> Path:
     legitimately be reached through one (macOS's /tmp and /var, a mount reached through a link), so it
     is resolved here, and only what lies below it is refused when it is a link.
     """
-    return Path(os.path.realpath(root))
+    return os.path.realpath(root)
 
 
-def counter_path(root: Path, counter_id: str) -> Path:
-    """The file of a (validated) counter ID: ROOT/<h[0:2]>/<h[2:4]>/<h>.sqlite3. Pure; touches nothing."""
+def counter_file(root: str, counter_id: str) -> str:
+    """The file of a (validated) counter ID: ROOT/<h[0:2]>/<h[2:4]>/<h>.sqlite3. Pure; touches nothing.
+
+    A string, for the request path (which imports no pathlib); counter_path is the same as a Path.
+    """
     digest = counter_hash(validate_counter_id(counter_id))
-    return root / digest[0:2] / digest[2:4] / f"{digest}{SUFFIX}"
+    return os.path.join(root, digest[0:2], digest[2:4], f"{digest}{SUFFIX}")
+
+
+def counter_path(root: StrPath, counter_id: str) -> Path:
+    """counter_file as a Path, for tools and tests."""
+    from pathlib import Path
+
+    return Path(counter_file(os.fspath(root), counter_id))
 
 
 def is_shard_prefix(name: str) -> bool:
@@ -171,6 +186,8 @@ def walk_fleet(
     that ran out of time can hand on where it stopped. A build file sorts right after its counter's
     name (`<name>.<pid>-<token>.tmp`).
     """
+    from pathlib import Path  # the fleet tools' walk, never a request's: see counter_file
+
     for directory, shard in _fan_out_dirs(root, prefixes):
         if after is not None and shard < after[:4]:
             continue
@@ -196,9 +213,9 @@ def iter_counter_files(
             yield entry.path
 
 
-def temporary_name(path: Path, *, pid: int, token: str) -> Path:
+def temporary_name(path: StrPath, *, pid: int, token: str) -> str:
     """The private name a new counter file is built under before it is linked to `path`."""
-    return path.with_name(f"{path.name}.{pid}-{token}.tmp")
+    return f"{os.fspath(path)}.{pid}-{token}.tmp"
 
 
 def iter_stray_temporaries(root: Path, *, prefixes: tuple[str, ...] | None = None) -> Iterator[Path]:

@@ -194,7 +194,7 @@ def migrate_shard(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     logger.append_keys(request_id=str(getattr(context, "aws_request_id", None) or "local"))
     if "action" in event:
         return status_action(event, context)
-    root = config.counters_root()
+    root = Path(config.counters_root())
     busy_timeout_ms = config.busy_timeout_ms()
     margin_ms = safety_margin_ms(busy_timeout_ms)
     records = list(event.get("Records") or [])
@@ -404,7 +404,7 @@ def status_action(event: Mapping[str, Any], context: Any) -> dict[str, Any]:
     next page. Read-only: files are opened read-only and trial migrations run on in-memory copies.
     """
     after, limit = _parse_status(event)
-    root = config.counters_root()
+    root = Path(config.counters_root())
     problem = root_problem(root)
     if problem is not None:
         raise FleetRootUnusable(f"{problem} (COUNTERS_ROOT of this function)")

@@ -27,14 +27,15 @@ from tests.api_events import http_event
 REPO = Path(__file__).resolve().parent.parent
 
 # Standard-library modules the request path does without, each a measured part of a cold start
-# (README, figure 3): dataclasses (with inspect) and typing, and the imports that pkgutil, secrets,
-# random, datetime and base64 used to add. The Lambda runtime preloads none of them.
+# (README, figure 3): dataclasses (with inspect), typing and pathlib, and the imports that pkgutil,
+# secrets, random, datetime and base64 used to add. The Lambda runtime preloads none of them.
 LEAN = (
     "base64",
     "dataclasses",
     "datetime",
     "importlib.resources",
     "inspect",
+    "pathlib",
     "pkgutil",
     "random",
     "secrets",

@@ -154,7 +154,7 @@ def test_status_reports_stray_temporaries_of_interrupted_creations(
     path = make_counter(root, "a", v1_manifest)
     from counter_core.paths import temporary_name
 
-    stray = temporary_name(path, pid=4242, token="0badc0de")
+    stray = Path(temporary_name(path, pid=4242, token="0badc0de"))
     stray.write_bytes(b"half-built")
     assert main(["status", str(root), "--json", "--migrations", str(tmp_path / "v1")]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -564,8 +564,8 @@ def test_worker_sweeps_old_stray_build_files_of_a_finished_shard(
 ) -> None:
     from counter_core.paths import temporary_name
 
-    old = temporary_name(v1_shard[0], pid=4242, token="0badc0de")
-    young = temporary_name(v1_shard[1], pid=4243, token="0badc0df")
+    old = Path(temporary_name(v1_shard[0], pid=4242, token="0badc0de"))
+    young = Path(temporary_name(v1_shard[1], pid=4243, token="0badc0df"))
     old.write_bytes(b"half-built")
     young.write_bytes(b"half-built")
     hour_ago = time.time() - 3700

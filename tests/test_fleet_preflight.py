@@ -205,8 +205,8 @@ def test_status_sweep_deletes_only_old_stray_build_files_and_lists_them(
 ) -> None:
     root = tmp_path / "counters"
     path = make_counter(root, "a", v1_manifest)
-    old = temporary_name(path, pid=4242, token="0badc0de")
-    young = temporary_name(path, pid=4243, token="0badc0df")
+    old = Path(temporary_name(path, pid=4242, token="0badc0de"))
+    young = Path(temporary_name(path, pid=4243, token="0badc0df"))
     for stray in (old, young):
         stray.write_bytes(b"half-built")
     hour_ago = time.time() - 3700
@@ -241,7 +241,7 @@ def test_fleet_status_action_answers_the_same_json_as_the_cli(
 ) -> None:
     from counter_core import load_manifest
 
-    stray = temporary_name(counter_path(preflight_root, "ok-0"), pid=1, token="00000000")
+    stray = Path(temporary_name(counter_path(preflight_root, "ok-0"), pid=1, token="00000000"))
     stray.write_bytes(b"half-built")
     monkeypatch.setenv("COUNTERS_ROOT", str(preflight_root))
     monkeypatch.setattr(fleet, "MANIFEST", load_manifest(unique_folder))
