@@ -6,7 +6,7 @@ other process can see, so they need no locks, no journal file and no fsync per s
 the finished file at COMMIT, a hard link to the real name (atomic, and it fails if another process
 got there first), one fsync of the directory. In place, under a rollback journal, the same work
 takes locks and creates, syncs and unlinks a journal - on EFS each a network round trip
-(tools.bench, figure 1a: 32 round trips against 37 for raw SQLite creating the file in place). A
+(tools.bench, figure 1a: 35 round trips against 37 for raw SQLite creating the file in place). A
 crash at any point leaves at most a stray `*.tmp` file, which fleet tools never mistake for a
 counter file. When another process
 wins the link, this one's file - first write included - is discarded whole, and the caller applies

@@ -194,7 +194,7 @@ def _handle(event: dict[str, Any], fallback_id: str) -> dict[str, Any]:
     response.headers["x-request-id"] = request.request_id
     emit_metric("Requests", MetricUnit.Count, 1, route=route_name, status=str(response.status))
     # DEBUG, not INFO: API Gateway's access log already records every request, and a JSON line per
-    # request costs CPU and a write on the hot path (tools.bench, figure 1). Turn it on with
+    # request costs CPU and a write on the hot path (tools.bench, figure 2). Turn it on with
     # POWERTOOLS_LOG_LEVEL=DEBUG, or for a sample of invocations with POWERTOOLS_LOGGER_SAMPLE_RATE.
     logger.debug(
         "request",

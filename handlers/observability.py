@@ -7,7 +7,7 @@ logged (DeferredLogger). Metrics are CloudWatch embedded metric format
 They are written here rather than through Powertools' Metrics, by measurement: every request emits
 one, and Powertools' add/serialize/flush/clear cycle (with its environment reads and validation) was
 a quarter of the handler's own CPU per request in a profile, and its import 8 ms of cold start
-(tools.bench, figures 2 and 7). The format is one small, stable JSON shape.
+(tools.bench, figures 2 and 3). The format is one small, stable JSON shape.
 """
 
 from __future__ import annotations
