@@ -167,6 +167,20 @@ def _manifest(data: object) -> Manifest:
     return Manifest(format=FORMAT, migrations=tuple(migrations))
 
 
+def runtime_refusal(manifest: Manifest) -> tuple[str, str] | None:
+    """Why parse_manifest would refuse `manifest` once written, as (field, problem) such as
+    ("migrations.0.when", "must be an integer of at least 0"); None if it would load. Read-only.
+
+    A Manifest checks nothing when built (the parser checks, see _check_migration): the builder asks
+    this before writing, so no manifest.json is written that every cold start would then refuse.
+    """
+    try:
+        _manifest(manifest.to_json())
+    except _FieldError as exc:
+        return exc.loc, str(exc)
+    return None
+
+
 def parse_manifest(data: bytes, *, source: str) -> Manifest:
     """Validate manifest JSON; a malformed one raises ManifestInvalid naming `source` and the field."""
     try:

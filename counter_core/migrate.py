@@ -84,6 +84,10 @@ class MigrationReport(Value):
         self.unknown_additive = unknown_additive
         self.seconds = seconds
 
+    def _fields(self) -> tuple[object, ...]:
+        # Equality and hash leave out `seconds`: how long a run took is not what it did.
+        return (self.from_version, self.to_version, self.applied, self.adopted, self.unknown_additive)
+
 
 def read_header(conn: apsw.Connection) -> tuple[int, int]:
     """(application_id, user_version) in one read transaction. Read-only."""

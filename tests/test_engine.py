@@ -405,3 +405,12 @@ def test_a_counter_another_process_links_first_gets_this_write_in_its_file(
     assert applied.outcome is not None and applied.outcome.counter is not None
     assert applied.outcome.counter.value == 6
     assert [p.name for p in fresh_root.rglob("*") if p.is_file()] == [counter_path(fresh_root, "c").name]
+
+
+def test_a_migration_report_equals_one_that_took_a_different_time() -> None:
+    # The time a migration took is not part of what it did (it was a compare=False dataclass field).
+    fast = MigrationReport(from_version=1, to_version=2, applied=("0001_add_note",), seconds=0.001)
+    slow = MigrationReport(from_version=1, to_version=2, applied=("0001_add_note",), seconds=2.5)
+    assert fast == slow and hash(fast) == hash(slow)
+    assert fast != MigrationReport(from_version=1, to_version=2, applied=("0001_other",), seconds=0.001)
+    assert "seconds=2.5" in repr(slow)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -169,3 +170,36 @@ def test_a_malformed_manifest_names_the_file_and_the_field() -> None:
         parse_manifest(bad, source="generated/manifest.json")
     assert str(caught.value).startswith("generated/manifest.json is malformed: field 'migrations.0.sha256':")
     assert str(caught.value).endswith("- rebuild it with `python -m tools.migrations manifest`")
+
+
+@pytest.mark.parametrize(
+    ("edit_entry", "problem"),
+    [
+        (
+            lambda entry: entry.update(when=-5),
+            "meta/_journal.json:9: entry '0000_init' has when -5, which the runtime refuses"
+            " (must be an integer of at least 0) - regenerate the migration",
+        ),
+        (
+            lambda entry: entry.update(tag="0000_" + "x" * 200),
+            f"meta/_journal.json:9: entry '0000_{'x' * 200}' has a tag the runtime refuses"
+            " (must be at most 200 characters long) - rename the entry and file",
+        ),
+    ],
+)
+def test_a_manifest_the_runtime_would_refuse_is_never_written(
+    tmp_path: Path, edit_entry: Any, problem: str
+) -> None:
+    # GIVEN a journal entry that the folder checks let through but the runtime's manifest parser refuses
+    folder = tmp_path / "m"
+    make_folder(folder, [("init", "CREATE TABLE a (x);")])
+    _edit_journal(folder, lambda entries: edit_entry(entries[0]))
+    journal = json.loads((folder / "meta" / "_journal.json").read_text())
+    tag = journal["entries"][0]["tag"]
+    if tag != "0000_init":
+        (folder / "0000_init.sql").rename(folder / f"{tag}.sql")
+    # WHEN the manifest is built THEN it is refused, naming the entry (every cold start would fail)
+    assert _problems(folder) == [problem]
+    # and neither `manifest` nor `manifest --check` (make lint) lets it ship
+    assert main(["manifest", "--migrations", str(folder)]) != 0
+    assert main(["manifest", "--check", "--migrations", str(folder)]) != 0

@@ -12,8 +12,8 @@ import itertools
 import json
 from pathlib import Path
 
-from counter_core.manifest import FORMAT, MANIFEST_FILE, Manifest, Migration
-from tools.migrations.folder import FolderError, read_journal, sql_files
+from counter_core.manifest import FORMAT, MANIFEST_FILE, Manifest, Migration, runtime_refusal
+from tools.migrations.folder import FolderError, JournalEntry, read_journal, sql_files
 from tools.migrations.sqltext import Statement, split_statements, tokens
 
 # Statements that would end, nest or escape the engine's single migration transaction.
@@ -71,7 +71,32 @@ def build_manifest(folder: Path) -> Manifest:
         migrations.append(migration)
     if problems:
         raise FolderError(problems)
-    return Manifest(format=FORMAT, migrations=tuple(migrations))
+    manifest = Manifest(format=FORMAT, migrations=tuple(migrations))
+    refused = runtime_refusal(manifest)
+    if refused is not None:
+        # What the journal checks above let through (a `when` below 0, a tag over 200 characters):
+        # written, it would pass `manifest --check` and fail every cold start of the deployment.
+        raise FolderError([_refusal_problem(journal, entries, *refused)])
+    return manifest
+
+
+def _refusal_problem(journal: str, entries: list[JournalEntry], field: str, problem: str) -> str:
+    parts = field.split(".")
+    if len(parts) == 3 and parts[2] in ("tag", "when"):
+        # Every entry has its file by now, so migrations[N] is entries[N].
+        entry = entries[int(parts[1])]
+        if parts[2] == "tag":
+            return (
+                f"{journal}:{entry.line}: entry '{entry.tag}' has a tag the runtime refuses ({problem})"
+                " - rename the entry and file"
+            )
+        return (
+            f"{journal}:{entry.line}: entry '{entry.tag}' has when {entry.when}, which the runtime refuses"
+            f" ({problem}) - regenerate the migration"
+        )
+    return (
+        f"{journal}:1: the manifest's field '{field}' {problem}, which the runtime refuses - fix the folder"
+    )
 
 
 def render_manifest(manifest: Manifest) -> bytes:
