@@ -27,6 +27,9 @@ __all__ = [
 ]
 
 METADATA_MAX_BYTES = 4096
+# Every integer below 2**53 is a float exactly; from it on, floats skip integers, so a float there
+# may be the rounding of another number.
+FLOAT_EXACT_MAX = 2**53
 # Deep enough for any real metadata, far below the ~1,000 levels at which Python's json and
 # pydantic's serializer give up: metadata that is stored can always be rendered again.
 METADATA_MAX_DEPTH = 32
@@ -37,6 +40,14 @@ def _json_integer(value: object) -> object:
     if isinstance(value, bool | str):
         raise PydanticCustomError("integer_expected", "must be an integer, not a string or a boolean")
     if isinstance(value, float) and value.is_integer():
+        # JSON's 9007199254740993.0 reads as the float 9007199254740992.0: past 2**53 a float may
+        # already be another number than the one sent, so it is refused rather than rounded.
+        if abs(value) >= FLOAT_EXACT_MAX:
+            raise PydanticCustomError(
+                "integer_not_exact",
+                f"must be digits only (no fraction or exponent) from 2**53 = {FLOAT_EXACT_MAX} up,"
+                " either side of 0, where a fraction or an exponent can round it",
+            )
         return int(value)
     return value
 

@@ -349,6 +349,22 @@ def test_nfc_and_nfd_spellings_are_different_counters(api_root: Path) -> None:
         ("POST", "/counters/a/increment", {"by": 0}, "by must be at least 1"),
         ("POST", "/counters/a/increment", {"by": 2**63}, "by must be at most 9223372036854775807"),
         ("POST", "/counters/a/decrement", {"by": 1.5}, "by must be an integer, without a fraction"),
+        # 9007199254740993.0 reads as the float 9007199254740992.0: past 2**53 a fraction or exponent
+        # may already have changed the number, so such a count is refused, never rounded.
+        (
+            "POST",
+            "/counters/a/increment",
+            {"by": 9007199254740993.0},
+            "by must be digits only (no fraction or exponent) from 2**53 = 9007199254740992 up,"
+            " either side of 0, where a fraction or an exponent can round it",
+        ),
+        (
+            "PUT",
+            "/counters/a",
+            {"value": -1e18},
+            "value must be digits only (no fraction or exponent) from 2**53 = 9007199254740992"
+            " up, either side of 0, where a fraction or an exponent can round it",
+        ),
         ("POST", "/counters/a/increment", {"step": 1}, "step is not a field here (fields: by)"),
         (
             "PUT",
