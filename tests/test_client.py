@@ -198,3 +198,34 @@ def test_the_client_runs_with_botocore_alone(tmp_path: Path) -> None:
     # THEN it sends the request (it used to be refused for lacking apsw, which it never uses)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith('200 {"id":"alone","value":1,')
+
+
+def test_the_cli_sets_metadata_and_pages_through_history(tmp_path: Path) -> None:
+    with running_server(tmp_path / "counters") as server:
+        # GIVEN a counter set with metadata, then incremented twice
+        put = _client_cli(server.url, "put", "pages", "--value", "5", "--metadata", '{"team": "web"}')
+        assert put.returncode == 0, put.stderr
+        assert json.loads(put.stdout.split(" ", 1)[1])["metadata"] == {"team": "web"}
+        for _ in range(2):
+            assert _client_cli(server.url, "increment", "pages").returncode == 0
+        # WHEN its history is read one entry at a time, following next_cursor
+        values = []
+        cursor: list[str] = []
+        while True:
+            page = _client_cli(server.url, "history", "pages", "--limit", "1", *cursor)
+            assert page.returncode == 0, page.stderr
+            body = json.loads(page.stdout.split(" ", 1)[1])
+            values += [item["value"] for item in body["items"]]
+            if body["next_cursor"] is None:
+                break
+            cursor = ["--cursor", body["next_cursor"]]
+    # THEN every operation is read once, newest first
+    assert values == [7, 6, 5]
+
+
+def test_metadata_that_is_not_a_json_object_is_one_line_before_sending() -> None:
+    result = _client_cli("http://127.0.0.1:9/", "put", "x", "--value", "1", "--metadata", "[1]")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].endswith(
+        "argument --metadata: not a JSON object - pass an object such as '{\"team\": \"web\"}'"
+    )

@@ -152,12 +152,27 @@ def _sigv4_signer(base_url: str, *, region: str | None, credentials: Any) -> Any
 
 def _call(client: CountersClient, args: argparse.Namespace, key: dict[str, Any]) -> Reply:
     if args.operation == "put":
-        return client.put(args.id, args.value, **key)
+        return client.put(args.id, args.value, args.metadata, **key)
     if args.operation in ("increment", "decrement"):
         return getattr(client, args.operation)(args.id, args.by, **key)  # type: ignore[no-any-return]
     if args.operation in ("reset", "delete"):
         return getattr(client, args.operation)(args.id, **key)  # type: ignore[no-any-return]
-    return getattr(client, args.operation)(args.id)  # type: ignore[no-any-return]
+    if args.operation == "history":
+        return client.history(args.id, limit=args.limit, cursor=args.cursor)
+    return client.get(args.id)
+
+
+def _metadata(text: str) -> dict[str, Any]:
+    """--metadata: a JSON object, read here so a typo is one line before anything is sent."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f'not JSON ({exc}) - pass an object such as \'{{"team": "web"}}\''
+        ) from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError('not a JSON object - pass an object such as \'{"team": "web"}\'')
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,8 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         "id", help="the counter ID (any characters but / ? # %%, and not . or ..; it is URL-encoded here)"
     )
     parser.add_argument("--value", type=int, help="put: the value")
+    parser.add_argument("--metadata", type=_metadata, help="put: the new metadata, a JSON object")
     parser.add_argument("--by", type=int, default=1, help="increment/decrement: the step (default: 1)")
     parser.add_argument("--idempotency-key", help="mutations: retry-safe key")
+    parser.add_argument("--limit", type=int, help="history: entries per page (1-100, default 20)")
+    parser.add_argument("--cursor", help="history: the next_cursor of the page before")
     parser.add_argument("--region", help="SigV4 region (default: from the URL, else the AWS configuration)")
     parser.add_argument(
         "--token",
