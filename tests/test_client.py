@@ -227,5 +227,5 @@ def test_metadata_that_is_not_a_json_object_is_one_line_before_sending() -> None
     result = _client_cli("http://127.0.0.1:9/", "put", "x", "--value", "1", "--metadata", "[1]")
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].endswith(
-        "argument --metadata: not a JSON object - pass an object such as '{\"team\": \"web\"}'"
+        'argument --metadata: not a JSON object - pass an object such as \'{"team": "web"}\''
     )

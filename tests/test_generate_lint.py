@@ -301,3 +301,38 @@ def test_constraints_on_new_nullable_columns_cannot_fail(
     write(schema, added.replace("length(Badge) < 9", "badge IS NULL OR age >= 0"))
     assert run(capsys, "generate", "--name", "again", "--schema", schema, "--migrations", folder).code == 0
     assert run(capsys, "lint", "--migrations", folder).code == 1
+
+
+@pytest.mark.parametrize(
+    ("column", "risky"),
+    [
+        # every existing row gets the default, which satisfies the check: nothing can fail
+        ("level INTEGER NOT NULL DEFAULT 0 CHECK (level >= 0)", False),
+        (
+            "level INTEGER NOT NULL DEFAULT 0 CHECK (level BETWEEN 0 AND 9 AND typeof(level) = 'integer')",
+            False,
+        ),
+        # (a default that violates the check is refused by `generate` itself: its verification
+        # applies the migration to a database with rows)
+        # the check reads an existing column too: existing values decide
+        ("level INTEGER NOT NULL DEFAULT 0 CHECK (level <= age)", True),
+    ],
+)
+def test_a_check_on_a_new_column_is_risky_only_if_its_default_can_violate_it(
+    capsys: pytest.CaptureFixture[str], history: tuple[Path, Path], column: str, risky: bool
+) -> None:
+    folder, schema = history
+    _generate(capsys, folder, schema, BASE.replace("age INTEGER\n", f"age INTEGER,\n    {column}\n"))
+    result = run(capsys, "lint", "--migrations", folder)
+    assert ("  can fail on existing data:" in result.out.splitlines()) is risky, result.out
+    assert result.code == (1 if risky else 0)
+
+
+def test_a_check_sqlite_cannot_evaluate_on_the_new_columns_alone_stays_a_risk() -> None:
+    from tools.migrations.schema import Column, _holds_on_defaults
+
+    level = Column("level", "integer", not_null=True, default="0")
+    assert _holds_on_defaults("level >= 0", [level])
+    assert not _holds_on_defaults("level > 0", [level])
+    assert not _holds_on_defaults("level >= 0 AND no_such_function(level)", [level])
+    assert _holds_on_defaults("level > 0", [Column("level", "integer")])  # NULL is not false

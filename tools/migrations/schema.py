@@ -173,12 +173,16 @@ def tightenings(
             found.append(Tightening(f"table `{after.name}` gains {what}", "where two rows share a value"))
     checks_before = {normalize_sql(c.value) for c in before.checks}
     by_lower = {c.lower(): c for c in after.columns}  # identifiers ignore case; tokens() upper-cases words
-    found.extend(
-        Tightening(f"table `{after.name}` gains CHECK ({c.value})", "whose rows violate it")
-        for c in after.checks
-        if normalize_sql(c.value) not in checks_before
-        and not null_in_every_row({by_lower[t.lower()] for t in tokens(c.value) if t.lower() in by_lower})
-    )
+    for c in after.checks:
+        if normalize_sql(c.value) in checks_before:
+            continue
+        read = {by_lower[t.lower()] for t in tokens(c.value) if t.lower() in by_lower}
+        new_only = bool(read) and all(old.get(name, name) not in before.columns for name in read)
+        # Columns the migration adds hold their default in every existing row: a check that reads only
+        # those, and holds for the defaults, holds for every row there is.
+        if new_only and _holds_on_defaults(c.value, [after.columns[name] for name in sorted(read)]):
+            continue
+        found.append(Tightening(f"table `{after.name}` gains CHECK ({c.value})", "whose rows violate it"))
     keys_before = {(fk.columns, fk.table_to, fk.columns_to) for fk in before.foreign_keys}
     found.extend(
         Tightening(
@@ -200,6 +204,25 @@ def tightenings(
             )
         )
     return found
+
+
+def _holds_on_defaults(check: str, columns: list[Column]) -> bool:
+    """Whether CHECK (`check`) holds (true or NULL) for a row holding each column's default, as SQLite
+    evaluates it, on a one-row table in memory; False when SQLite cannot evaluate it there."""
+    import apsw
+
+    defined = ", ".join(
+        f'"{c.name}" {c.type}' + ("" if defaults_to_null(c) else f" DEFAULT {c.default}") for c in columns
+    )
+    conn = apsw.Connection(":memory:")
+    try:
+        conn.execute(f"CREATE TABLE probe ({defined}, CHECK ({check}))")
+        conn.execute("INSERT INTO probe DEFAULT VALUES")
+    except apsw.Error:  # the check fails for the defaults, or reads what this table does not have
+        return False
+    finally:
+        conn.close()
+    return True
 
 
 def defaults_to_null(column: Column) -> bool:
