@@ -336,3 +336,23 @@ def test_a_check_sqlite_cannot_evaluate_on_the_new_columns_alone_stays_a_risk() 
     assert not _holds_on_defaults("level > 0", [level])
     assert not _holds_on_defaults("level >= 0 AND no_such_function(level)", [level])
     assert _holds_on_defaults("level > 0", [Column("level", "integer")])  # NULL is not false
+
+
+def test_a_default_that_breaks_its_own_check_is_refused_in_the_users_terms(
+    capsys: pytest.CaptureFixture[str], history: tuple[Path, Path]
+) -> None:
+    folder, schema = history
+    write(
+        schema,
+        BASE.replace(
+            "age INTEGER\n", "age INTEGER,\n    level INTEGER NOT NULL DEFAULT -1 CHECK (level >= 0)\n"
+        ),
+    )
+    result = run(capsys, "generate", "--name", "next", "--schema", schema, "--migrations", folder)
+    assert result.code == 1
+    assert "CHECK constraint failed: users_level_check" in result.err
+    assert result.err.splitlines()[-1] == (
+        "verification failed - nothing was written. A constraint of the new schema fails on rows that existing"
+        " counter files can hold (SQLite's message above): give a new NOT NULL or CHECK column a default that"
+        " satisfies it, keep the rows a foreign key points at, or change the constraint; then run generate again."
+    )

@@ -117,12 +117,7 @@ def generate(
             if failures:
                 for line in failures:
                     print(line, file=sys.stderr)
-                print(
-                    "verification failed - nothing was written. If a custom migration changes the schema, move that"
-                    " change into the schema file; otherwise report a generator bug with the schema file and the"
-                    " last snapshot.",
-                    file=sys.stderr,
-                )
+                print(_verification_advice(failures), file=sys.stderr)
                 return EXIT_FAILED
         _publish(stage, folder, tag)
     count = len(manifest.migrations[-1].statements)
@@ -265,6 +260,24 @@ def _verify(manifest: Manifest, expected: Schema, request: Request) -> list[str]
     for note in report.notes:
         print(f"warning: {note}", file=sys.stderr)
     return [f"error: {problem}" for problem in report.problems]
+
+
+def _verification_advice(failures: list[str]) -> str:
+    """The last line of a failed verification: what the user can do about it."""
+    if any("constraint failed" in line for line in failures):
+        # SQLite refused a row: the schema asks of existing rows what they may not have, which is the
+        # schema's to change, not a fault of the generator.
+        return (
+            "verification failed - nothing was written. A constraint of the new schema fails on rows that"
+            " existing counter files can hold (SQLite's message above): give a new NOT NULL or CHECK column a"
+            " default that satisfies it, keep the rows a foreign key points at, or change the constraint;"
+            " then run generate again."
+        )
+    return (
+        "verification failed - nothing was written. If a custom migration changes the schema, move that"
+        " change into the schema file; otherwise report a generator bug with the schema file and the"
+        " last snapshot."
+    )
 
 
 def _stage(
