@@ -155,7 +155,12 @@ def survey_file(
         if complete and connection.not_rollback_journal(header):
             return FileSurvey(path, FileState.FOREIGN, None, _WAL)
         conn.set_busy_timeout(SURVEY_BUSY_TIMEOUT_MS)
-        # One read transaction for every read and the copy: each statement on its own takes and drops
+        if trial and complete and _looks_behind(header, manifest):
+            surveyed = _survey_copy(conn, path, manifest)
+            if surveyed is not None:
+                return surveyed
+        # Any other file (current, newer, never migrated, odd, or one whose copy failed) is read here,
+        # in one read transaction for every read and the copy: each statement on its own takes and drops
         # the shared lock and looks for a hot journal again (strace, tools.bench figure 5e: 20 locks
         # and 10 failed lookups per behind file, 8 and 4 in one transaction; on NFS each is a round
         # trip). The file is opened read-only, so ending the transaction never writes.
@@ -163,7 +168,11 @@ def survey_file(
         try:
             survey = _survey(conn, path, manifest)
             if trial and survey.state is FileState.BEHIND:
-                survey = _trial(conn, survey, manifest)
+                copy = _copy(conn)
+                try:
+                    survey = _trial(copy, survey, manifest)
+                finally:
+                    copy.close()
         finally:
             if not conn.get_autocommit():
                 conn.execute("COMMIT")
@@ -241,12 +250,61 @@ def _survey(conn: apsw.Connection, path: Path, manifest: Manifest) -> FileSurvey
     return FileSurvey(path, FileState.CURRENT, version, "", counter_id)
 
 
-def _trial(conn: apsw.Connection, survey: FileSurvey, manifest: Manifest) -> FileSurvey:
-    """Run the pending migrations on an in-memory copy of the file; the file itself is only read."""
+def _looks_behind(header: bytes, manifest: Manifest) -> bool:
+    """Whether a file's header, read without a lock, marks a counter file behind this bundle: a hint.
+
+    It only chooses where the survey reads (`_survey_copy`); everything reported is read under the
+    lock, and a file that is not SQLite at all fails the copy and is surveyed as before. Offsets:
+    https://sqlite.org/fileformat.html#the_database_header (user_version at 60, application_id at
+    68, both big-endian).
+    """
+    return (
+        int.from_bytes(header[68:72], "big") == APPLICATION_ID
+        and int.from_bytes(header[60:64], "big") < manifest.version
+    )
+
+
+def _copy(conn: apsw.Connection) -> apsw.Connection:
+    """An in-memory copy of the file at `conn` (backup API): all pages, under one shared lock."""
     copy = apsw.Connection(":memory:")
     try:
         with copy.backup("main", conn, "main") as backup:
             backup.step()  # all pages, under one shared lock on the source
+    except BaseException:
+        copy.close()
+        raise
+    return copy
+
+
+def _survey_copy(conn: apsw.Connection, path: Path, manifest: Manifest) -> FileSurvey | None:
+    """Survey a file its header says is behind, reading only its in-memory copy; then try the trial.
+
+    A behind file is copied for its trial anyway, and the copy is the file as one shared lock saw it,
+    so every read the survey makes gives the same answer on the copy: the file's schema is parsed once
+    (on the copy) instead of twice, and the file takes one lock and no statement (the backup's).
+    Measured: preflight (tools.bench figure 5b) went from 1.3-1.7x raw APSW's time per file to
+    1.0-1.3x (10,000 files, a shared two-core host); status of behind files (strace, figure 5e) from
+    27.6 round trips per file to 21.6 (4 locks instead of 8, 2 failed lookups instead of 4).
+
+    None when the copy fails (the file is locked, damaged, has a hot journal): APSW reports a failed
+    backup as "not an error", so the caller surveys the file itself, whose statements name what is wrong.
+    """
+    try:
+        copy = _copy(conn)
+    except apsw.Error:
+        return None
+    try:
+        survey = _survey(copy, path, manifest)
+        if survey.state is FileState.BEHIND:
+            survey = _trial(copy, survey, manifest)
+    finally:
+        copy.close()
+    return survey
+
+
+def _trial(copy: apsw.Connection, survey: FileSurvey, manifest: Manifest) -> FileSurvey:
+    """Run the pending migrations on `copy`, an in-memory copy of the file (`_copy`), with the real engine."""
+    try:
         copy.execute("PRAGMA foreign_keys=ON")  # as counter_core.connection sets it
         ensure_current(copy, manifest, label=survey.path.name)
     except MigrationFailed as exc:
@@ -264,8 +322,6 @@ def _trial(conn: apsw.Connection, survey: FileSurvey, manifest: Manifest) -> Fil
         )
     except CounterError as exc:
         return FileSurvey(survey.path, FileState.UNREADABLE, survey.version, str(exc), survey.counter_id)
-    finally:
-        copy.close()
     return survey
 
 

@@ -21,6 +21,7 @@ from handlers import fleet
 from tests.conftest import PARENT_CHILD
 from tests.migration_folders import make_folder
 from tests.test_fleet import make_counter
+from tests.test_fleet_faults import _hot_journal
 from tools.migrations.cli import main
 
 REPO = Path(__file__).parent.parent
@@ -122,6 +123,45 @@ def test_preflight_of_a_clean_fleet_exits_0(
         == 0
     )
     assert capsys.readouterr().out.splitlines()[-1] == "Every file would migrate: deploy."
+
+
+def test_preflight_of_behind_files_it_cannot_copy_names_each_as_status_does(
+    tmp_path: Path, v1_manifest: Manifest, unique_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN behind files (a v1 header) that a survey reads from an in-memory copy: one with a crashed
+    # writer's journal, one locked by a writer, one with an edited history, one cut short
+    root = tmp_path / "counters"
+    crashed = make_counter(root, "crashed", v1_manifest)
+    _hot_journal(crashed)
+    locked = make_counter(root, "locked", v1_manifest)
+    drifted = make_counter(root, "drifted", v1_manifest)
+    conn = apsw.Connection(str(drifted))
+    conn.execute("UPDATE __migrations SET sha256 = 'edited'")
+    conn.close()
+    short = make_counter(root, "short", v1_manifest)
+    _parents(short, [f"name-{n}" * 40 for n in range(200)])
+    short.write_bytes(short.read_bytes()[: short.stat().st_size // 2])
+    before = _tree(root)
+    writer = apsw.Connection(str(locked))
+    writer.execute("BEGIN EXCLUSIVE")
+    # WHEN preflight runs
+    try:
+        code = main(["preflight", str(root), "--json", "--workers", "1", "--migrations", str(unique_folder)])
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    # THEN each is named with SQLite's own words, as the survey of the file itself names it
+    found = {
+        item["file"]: (item["state"], item["detail"])
+        for item in json.loads(capsys.readouterr().out)["cannot_check"]
+    }
+    assert code == 1
+    assert found[str(crashed.relative_to(root))][0] == "hot_journal"
+    assert found[str(locked.relative_to(root))] == ("unreadable", "database is locked")
+    assert found[str(drifted.relative_to(root))][0] == "drifted"
+    assert found[str(short.relative_to(root))] == ("unreadable", "database disk image is malformed")
+    # AND nothing changed
+    assert _tree(root) == before
 
 
 def test_preflight_with_a_bad_migrations_folder_exits_2(
