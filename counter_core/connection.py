@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import apsw
 
-from counter_core.create import Created, LinkUnsupported, auto_vacuum_full, create_database
+from counter_core.create import Created, LinkUnsupported, auto_vacuum_full, create_database, make_directories
 from counter_core.errors import (
     CounterError,
     CounterNotFound,
@@ -193,7 +193,7 @@ def open_database(
     """
     name = label if label is not None else str(path)
     if create:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        make_directories(os.path.dirname(path))
     elif not probe(path, label=name):
         raise CounterNotFound(f"no database file for this counter at {path}")
     return _open_probed(path, create=create, busy_timeout_ms=busy_timeout_ms, label=name)

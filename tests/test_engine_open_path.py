@@ -313,3 +313,25 @@ def test_eight_writers_on_a_file_behind_migrate_it_once_inside_their_own_transac
     assert conn.execute("SELECT idx FROM __migrations ORDER BY idx").fetchall() == [(0,), (1,)]
     assert read_header(conn) == (APPLICATION_ID, newer.version)
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_fan_out_directories_are_made_with_no_lookup_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On EFS each call is a round trip: os.makedirs stats every parent before making it (one more
+    # lookup per first touch, tools.bench figure 1a); make_directories only tries mkdir.
+    from counter_core import create
+
+    root = tmp_path / "root"
+    root.mkdir()
+    calls: list[str] = []
+    real_mkdir, real_stat = os.mkdir, os.stat
+    monkeypatch.setattr(
+        os, "mkdir", lambda p, *a, **k: (calls.append(f"mkdir {p}"), real_mkdir(p, *a, **k))[1]
+    )
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: (calls.append(f"stat {p}"), real_stat(p, *a, **k))[1])
+    create.make_directories(f"{root}/ab/cd")  # a new fan-out directory: its parent is new too
+    assert calls == [f"mkdir {root}/ab/cd", f"mkdir {root}/ab", f"mkdir {root}/ab/cd"]
+    calls.clear()
+    create.make_directories(f"{root}/ab/cd")  # the usual case: it exists
+    assert calls == [f"mkdir {root}/ab/cd"]
