@@ -17,6 +17,7 @@ import apsw
 import pytest
 
 from counter_core import ConnectionCache, Manifest, bundled_manifest, counter_path, open_database
+from counter_core.connection import REVALIDATE_S
 from counter_core.errors import CounterFileDamaged, CounterNotFound, NotACounterDatabase, StorageUnavailable
 from counter_core.migrate import read_header
 from counter_core.store import CounterStore, Increment
@@ -436,3 +437,31 @@ def test_a_behind_counter_file_cut_short_is_damaged_not_a_failed_migration(tmp_p
         with pytest.raises(CounterFileDamaged):
             newer.apply("c", Increment(1), request_id="r")
     newer._cache.close()
+
+
+def test_reads_through_a_warm_connection_see_a_file_restored_by_rename_within_the_check_interval(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a warm instance reading a counter, and a backup of it taken at value 2
+    root = tmp_path / "counters"
+    now = [1000.0]
+    cache = ConnectionCache(
+        root, bundled_manifest(), capacity=4, busy_timeout_ms=500, clock=lambda: now[0]
+    )
+    store = CounterStore(cache, idempotency_ttl_s=60)
+    for _ in range(2):
+        store.apply("c", Increment(1), request_id="r")
+    path = counter_path(root, "c")
+    backup = tmp_path / "backup"
+    shutil.copy(path, backup)
+    store.apply("c", Increment(1), request_id="r")
+    assert store.get("c").value == 3
+    # WHEN the operator renames the backup over the live file, and only reads follow
+    backup.replace(path)
+    # THEN within the check interval the warm connection may still read the file it has open,
+    assert store.get("c").value in (2, 3)
+    # and once the interval has passed it reads the restored file, as every other process does
+    now[0] += REVALIDATE_S
+    assert store.get("c").value == 2
+    cache.close()
+
