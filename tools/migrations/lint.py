@@ -11,7 +11,6 @@ the snapshots before and after it, so a rebuild that only changes a default is n
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 from counter_core.manifest import Migration
 from tools.migrations.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from tools.migrations.folder import DEFAULT_FOLDER, FolderError, JournalEntry, read_journal
+from tools.migrations.folder import FolderError, JournalEntry, folder_option, read_journal
 from tools.migrations.introspect import REBUILD_PREFIX
 from tools.migrations.manifest import build_manifest
 from tools.migrations.schema import Schema, SchemaError, tightenings
@@ -33,10 +32,7 @@ def preflight_command(folder: Path) -> str:
     It names the folder unless it is the project's own: run as printed, a bare `preflight ROOT` tries
     the bundled migrations, finds nothing to apply and says "deploy" about a migration it never tried.
     """
-    options = (
-        "" if folder.resolve() == DEFAULT_FOLDER.resolve() else f" --migrations {shlex.quote(str(folder))}"
-    )
-    return f"python -m tools.migrations preflight ROOT{options}"
+    return f"python -m tools.migrations preflight ROOT{folder_option(folder)}"
 
 
 @dataclass
