@@ -221,3 +221,36 @@ def test_status_reports_a_symlink_and_a_directory_at_counter_paths_without_openi
     assert details == ["a directory", "a symlink"]
     assert {item["state"] for item in report["attention"]} == {"not_a_file"}
     assert target.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["status", "preflight", "migrate"])
+def test_a_migrations_folder_that_does_not_exist_is_one_line_naming_it(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a counters root and a mistyped --migrations folder
+    (tmp_path / "counters").mkdir()
+    missing = tmp_path / "generatd"
+    # WHEN a fleet command runs with it
+    code = main([command, str(tmp_path / "counters"), "--migrations", str(missing)])
+    # THEN it exits 2 with one line naming the folder and what to pass (not "run manifest", which
+    # would act on the project's own folder)
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"error: migrations folder {missing} does not exist - pass the folder that holds meta/_journal.json"
+        " (the project's is generated)\n"
+    )
+
+
+def test_a_migrations_folder_without_a_manifest_names_the_command_for_that_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a migrations folder as Drizzle Kit leaves it: no manifest.json yet
+    (tmp_path / "counters").mkdir()
+    folder = tmp_path / "drizzle"
+    make_folder(folder, [("init", "CREATE TABLE notes (id INTEGER PRIMARY KEY);")])
+    (folder / "manifest.json").unlink()
+    # WHEN status runs with it THEN the command it prints builds that folder's manifest
+    assert main(["status", str(tmp_path / "counters"), "--migrations", str(folder)]) == 2
+    assert capsys.readouterr().err.endswith(
+        f" - run `python -m tools.migrations manifest --migrations {folder}`\n"
+    )

@@ -21,10 +21,15 @@ BASE = """CREATE TABLE users (
 );
 CREATE INDEX users_email_idx ON users (email);
 """
-PREFLIGHT_NEXT = (
-    "Next: run `python -m tools.migrations preflight ROOT` against the counter files (it tries these migrations"
-    " on each file and names the ones where a step would fail), fix those files, then deploy."
-)
+
+
+def preflight_next(folder: Path) -> str:
+    """lint's last line for a risky migration of `folder`: its preflight command runs on that folder."""
+    return (
+        f"Next: run `python -m tools.migrations preflight ROOT --migrations {folder}` against the counter files"
+        " (it tries these migrations on each file and names the ones where a step would fail), fix those files,"
+        " then deploy."
+    )
 
 
 @pytest.fixture
@@ -85,7 +90,7 @@ def test_a_tightening_rebuild_is_risky_and_says_to_run_preflight(
         "  ! table `users` gains unique index `users_email_idx` (email): fails on files where two rows share a value",
         "  ! table `users` gains CHECK (age >= 0): fails on files whose rows violate it",
         "1 migration(s) linted (the last migration): 1 not additive, 1 risky.",
-        PREFLIGHT_NEXT,
+        preflight_next(folder),
     ]
 
 
@@ -110,7 +115,8 @@ def test_generate_of_a_risky_migration_ends_with_preflight(
     folder, schema = history
     result = _generate(capsys, folder, schema, BASE.replace("CREATE INDEX", "CREATE UNIQUE INDEX"))
     assert result.out.splitlines()[-1] == (
-        "Next: review the SQL, run `python -m tools.migrations preflight ROOT` against the counter files to find the"
+        f"Next: review the SQL, run `python -m tools.migrations preflight ROOT --migrations {folder}` against the"
+        " counter files to find the"
         " ones where a step would fail, then"
         f" `python -m tools.migrations check --migrations {folder} --schema {schema}`, and commit it with the"
         " schema file."
@@ -145,7 +151,7 @@ def test_drops_and_hand_written_statements_are_risky(
     assert custom["hand_written"] == [
         "statement 1 (UPDATE) was written by hand: it can fail or change data on some files"
     ]
-    assert (report["additive"], report["risky"], report["next"]) == (False, True, PREFLIGHT_NEXT)
+    assert (report["additive"], report["risky"], report["next"]) == (False, True, preflight_next(folder))
 
 
 def test_renames_gain_nothing(capsys: pytest.CaptureFixture[str], history: tuple[Path, Path]) -> None:
@@ -279,7 +285,9 @@ def test_the_readme_example_is_real_output(tmp_path: Path, capsys: pytest.Captur
     result = run(capsys, "lint", "--migrations", folder)
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     shown = readme.split("<!-- lint-example:", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
-    assert shown == f"$ python -m tools.migrations lint\n{result.out}$ echo $?\n{result.code}\n"
+    # (the README lints the project's own folder, whose printed commands need no --migrations)
+    out = result.out.replace(f" --migrations {folder}", "")
+    assert shown == f"$ python -m tools.migrations lint\n{out}$ echo $?\n{result.code}\n"
 
 
 def test_constraints_on_new_nullable_columns_cannot_fail(

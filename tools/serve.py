@@ -302,8 +302,12 @@ def schema_warnings() -> list[str]:
         return [f"warning: {problem}" for problem in exc.problems]
     if not failed:
         return []
+    # check's error lines refer to the difference it printed above them; this warning does not show it
+    # (the last line says where to see it), so the reference goes.
     problems = [
-        line.removeprefix("error: ") for line in output.getvalue().splitlines() if line.startswith("error: ")
+        line.removeprefix("error: ").replace(" (difference above)", "")
+        for line in output.getvalue().splitlines()
+        if line.startswith("error: ")
     ]
     return [
         *(f"warning: {problem}" for problem in problems or ["the migrations check failed"]),

@@ -29,10 +29,11 @@ from counter_core.fleet import (
     sweep_temporaries,
 )
 from counter_core.fleet_report import ADVICE, LISTED, StatusReport
-from counter_core.manifest import Manifest, load_manifest
+from counter_core.manifest import MANIFEST_FILE, Manifest, load_manifest
 from counter_core.paths import FleetEntry, walk_fleet
 from tools.migrations import fleet_pool
 from tools.migrations.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
+from tools.migrations.folder import JOURNAL, folder_option, journal_path
 
 # Lines listed per category in text output; --json lists every file.
 LINES_PER_CATEGORY = 5
@@ -49,6 +50,22 @@ def _inputs(root: Path, folder: Path) -> tuple[Path, Manifest] | int:
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         print("Nothing was read. Give the directory that holds the counter files as ROOT.", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    # A mistyped or manifest-less folder: say so, and print a command that acts on that folder (the
+    # engine's own message would send the operator to the project's folder).
+    if not folder.is_dir():
+        print(
+            f"error: migrations folder {folder} does not exist - pass the folder that holds {JOURNAL}"
+            " (the project's is generated)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    if not (folder / MANIFEST_FILE).exists() and journal_path(folder).exists():
+        print(
+            f"error: {folder / MANIFEST_FILE} does not exist yet"
+            f" - run `python -m tools.migrations manifest{folder_option(folder)}`",
+            file=sys.stderr,
+        )
         return EXIT_BAD_INPUT
     try:
         manifest = load_manifest(folder)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,11 @@ class JournalEntry:
 
 def journal_path(folder: Path) -> Path:
     return folder / JOURNAL
+
+
+def folder_option(folder: Path) -> str:
+    """` --migrations DIR` for a command a message prints about `folder`; empty for the project's own."""
+    return "" if folder.resolve() == DEFAULT_FOLDER.resolve() else f" --migrations {shlex.quote(str(folder))}"
 
 
 def start_command(folder: Path) -> str:

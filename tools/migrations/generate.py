@@ -32,7 +32,7 @@ from tools.migrations.folder import (
     write_journal,
 )
 from tools.migrations.introspect import load_schema_file
-from tools.migrations.lint import PREFLIGHT, lint_folder, render_text
+from tools.migrations.lint import lint_folder, preflight_command, render_text
 from tools.migrations.manifest import build_manifest, manifest_problem, write_manifest
 from tools.migrations.render import CUSTOM_MIGRATION, render_migration
 from tools.migrations.schema import Schema, SchemaError
@@ -136,7 +136,7 @@ def generate(
     print("\n".join(render_text(report, folder, with_next=False)[:-1]))
     if report.risky:
         print(
-            f"Next: review the SQL, run `{PREFLIGHT}` against the counter files to find the ones where a step"
+            f"Next: review the SQL, run `{preflight_command(folder)}` against the counter files to find the ones where a step"
             f" would fail, then `python -m tools.migrations check{options}`, and commit it with the schema file."
         )
     else:

@@ -18,14 +18,21 @@ from typing import Any
 
 from counter_core.manifest import Migration
 from tools.migrations.exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
-from tools.migrations.folder import FolderError, JournalEntry, read_journal
+from tools.migrations.folder import FolderError, JournalEntry, folder_option, read_journal
 from tools.migrations.introspect import REBUILD_PREFIX
 from tools.migrations.manifest import build_manifest
 from tools.migrations.schema import Schema, SchemaError, tightenings
 from tools.migrations.snapshot import read_snapshot_chain, snapshot_path, snapshot_schema
 from tools.migrations.sqltext import tokens
 
-PREFLIGHT = "python -m tools.migrations preflight ROOT"
+
+def preflight_command(folder: Path) -> str:
+    """The `preflight` command a message prints for `folder`'s migrations.
+
+    It names the folder unless it is the project's own: run as printed, a bare `preflight ROOT` tries
+    the bundled migrations, finds nothing to apply and says "deploy" about a migration it never tried.
+    """
+    return f"python -m tools.migrations preflight ROOT{folder_option(folder)}"
 
 
 @dataclass
@@ -50,6 +57,7 @@ class MigrationLint:
 class LintReport:
     migrations: list[MigrationLint]
     selection: str  # which migrations, in words
+    folder: Path  # the migrations folder, so the next step's command runs on it
 
     @property
     def risky(self) -> bool:
@@ -62,7 +70,7 @@ class LintReport:
     def next_step(self) -> str:
         if any(m.can_fail or m.hand_written for m in self.migrations):
             return (
-                f"Next: run `{PREFLIGHT}` against the counter files (it tries these migrations on each file"
+                f"Next: run `{preflight_command(self.folder)}` against the counter files (it tries these migrations on each file"
                 " and names the ones where a step would fail), fix those files, then deploy."
             )
         if any(m.data_loss for m in self.migrations):
@@ -105,7 +113,7 @@ def lint_folder(folder: Path, *, since: str | None = None, every: bool = False) 
         before = _schema(folder, entries, snapshots, idx - 1)
         after = _schema(folder, entries, snapshots, idx)
         linted.append(lint_migration(manifest.migrations[idx], before, after, snapshots[idx].get("_meta")))
-    return LintReport(linted, selection)
+    return LintReport(linted, selection, folder)
 
 
 def lint_migration(migration: Migration, before: Schema, after: Schema, meta: Any) -> MigrationLint:
