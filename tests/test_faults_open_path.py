@@ -445,9 +445,7 @@ def test_reads_through_a_warm_connection_see_a_file_restored_by_rename_within_th
     # GIVEN a warm instance reading a counter, and a backup of it taken at value 2
     root = tmp_path / "counters"
     now = [1000.0]
-    cache = ConnectionCache(
-        root, bundled_manifest(), capacity=4, busy_timeout_ms=500, clock=lambda: now[0]
-    )
+    cache = ConnectionCache(root, bundled_manifest(), capacity=4, busy_timeout_ms=500, clock=lambda: now[0])
     store = CounterStore(cache, idempotency_ttl_s=60)
     for _ in range(2):
         store.apply("c", Increment(1), request_id="r")
@@ -464,4 +462,3 @@ def test_reads_through_a_warm_connection_see_a_file_restored_by_rename_within_th
     now[0] += REVALIDATE_S
     assert store.get("c").value == 2
     cache.close()
-
