@@ -229,3 +229,12 @@ def test_metadata_that_is_not_a_json_object_is_one_line_before_sending() -> None
     assert result.stderr.splitlines()[-1].endswith(
         'argument --metadata: not a JSON object - pass an object such as \'{"team": "web"}\''
     )
+
+
+def test_a_command_without_the_url_says_the_url_is_missing() -> None:
+    result = _client_cli("get", "page-views")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].endswith(
+        "error: the URL is missing before 'get' - pass the stack's ApiUrl output first:"
+        ' .venv/bin/python -m tools.client "$API_URL" get page-views'
+    )

@@ -323,3 +323,15 @@ def test_fleet_status_action_refuses_a_missing_root(tmp_path: Path, monkeypatch:
         f"{tmp_path / 'not-mounted'} does not exist - check the path (is the file system mounted?)"
         " (COUNTERS_ROOT of this function)"
     )
+
+
+def test_preflight_draws_no_progress_bar_into_a_log_or_a_pipe(
+    tmp_path: Path, v1_manifest: Manifest, unique_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN stderr that is not a terminal (a CI log, `2> file`, a pipe): pytest's capture is not one
+    root = tmp_path / "counters"
+    _parents(make_counter(root, "ok-0", v1_manifest), ["a", "b"])
+    # WHEN preflight runs without --no-progress
+    assert main(["preflight", str(root), "--workers", "1", "--migrations", str(unique_folder)]) == 0
+    # THEN no bar is drawn there
+    assert "file/s" not in capsys.readouterr().err

@@ -30,6 +30,7 @@ TOKEN_VARIABLE = "COUNTERS_API_TOKEN"  # noqa: S105 - the name of a variable, no
 # What an ID cannot hold to reach the function through HTTP API (counter_core.paths.UNCARRIED; this
 # client needs botocore only, so it does not import the project).
 UNCARRIED = "/?#%"
+OPERATIONS = ("get", "put", "increment", "decrement", "reset", "delete", "history")
 _REGION_IN_HOST = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
 
@@ -183,9 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "url",
         help="the stack's ApiUrl output, for example https://abc123.execute-api.eu-west-1.amazonaws.com",
     )
-    parser.add_argument(
-        "operation", choices=["get", "put", "increment", "decrement", "reset", "delete", "history"]
-    )
+    parser.add_argument("operation", choices=OPERATIONS)
     parser.add_argument(
         "id", help="the counter ID (any characters but / ? # %%, and not . or ..; it is URL-encoded here)"
     )
@@ -201,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get(TOKEN_VARIABLE),
         help=f"a JWT instead of SigV4 (default: ${TOKEN_VARIABLE})",
     )
+    given = sys.argv[1:] if argv is None else argv
+    if given and given[0] in OPERATIONS:
+        parser.error(
+            f"the URL is missing before {given[0]!r} - pass the stack's ApiUrl output first:"
+            f' .venv/bin/python -m tools.client "$API_URL" {" ".join(given)}'
+        )
     args = parser.parse_args(argv)
     if args.operation == "put" and args.value is None:
         parser.error("put needs --value")

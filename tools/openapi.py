@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         print("docs/openapi.json is stale - run `python -m tools.openapi` and commit it.", file=sys.stderr)
         return 1
+    if COMMITTED.exists() and COMMITTED.read_text() == document:
+        print("docs/openapi.json is current - nothing written.")
+        return 0
     COMMITTED.write_text(document)
     print("Wrote docs/openapi.json.")
     return 0

@@ -126,7 +126,7 @@ def _surveys(counters: list[FleetEntry], folder: Path, *, workers: int, progress
         counters, workers=workers, setup=_load, argument=folder, job=_survey_job, died=_survey_died
     )
     return sorted(
-        tqdm(results, total=len(counters), unit="file", disable=not progress, file=sys.stderr),
+        tqdm(results, total=len(counters), unit="file", disable=_no_bar(progress), file=sys.stderr),
         key=lambda s: s.path.name,
     )
 
@@ -200,6 +200,11 @@ def status(root: Path, folder: Path, *, as_json: bool, workers: int | None = 1, 
 
 
 # ---------------------------------------------------------------- preflight
+
+
+def _no_bar(progress: bool) -> bool | None:
+    """tqdm's `disable`: None draws the bar only when stderr is a terminal, so a log or a pipe gets none."""
+    return None if progress else True
 
 
 def preflight(root: Path, folder: Path, *, as_json: bool, workers: int | None, progress: bool) -> int:
@@ -287,7 +292,7 @@ def migrate(root: Path, folder: Path, *, workers: int | None, progress: bool) ->
     results = fleet_pool.run(
         paths, workers=_workers(workers), setup=_load, argument=folder, job=_migrate_job, died=_migrate_died
     )
-    for result in tqdm(results, total=len(paths), unit="file", disable=not progress, file=sys.stderr):
+    for result in tqdm(results, total=len(paths), unit="file", disable=_no_bar(progress), file=sys.stderr):
         outcomes[result.outcome] += 1
         if result.outcome is MigrateOutcome.FAILED:
             failures.append(result)
