@@ -3,11 +3,15 @@ function's `{"action": "status"}` answering the same JSON as the CLI (issue 12: 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from pathlib import Path
 from typing import Any
@@ -180,7 +184,11 @@ def test_preflight_killed_mid_run_leaves_every_file_as_it_was(
     for n in range(300):
         _parents(make_counter(root, f"c-{n}", v1_manifest), [f"p{n}", "q", "q" if n % 7 == 0 else "r"])
     before = _tree(root)
-    # WHEN preflight (two workers) is killed with SIGKILL, workers and all, while it works
+    # WHEN preflight (two workers) is killed with SIGKILL, workers and all, while it works (its
+    # progress bar, drawn on a terminal, says when: a pseudo-terminal stands in for the operator's)
+    bar, terminal = pty.openpty()
+    # a window size, as a real terminal has: tqdm draws nothing in a terminal 0 columns wide
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
     process = subprocess.Popen(
         [
             sys.executable,
@@ -195,17 +203,18 @@ def test_preflight_killed_mid_run_leaves_every_file_as_it_was(
         ],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=terminal,
         start_new_session=True,
     )
-    assert process.stderr is not None
+    os.close(terminal)
     progress = b""
     deadline = time.monotonic() + 60
     while b"file" not in progress or b" 0/" in progress.rsplit(b"\r", 1)[-1]:
         assert time.monotonic() < deadline, f"preflight made no progress: {progress[-300:]!r}"
-        progress += os.read(process.stderr.fileno(), 4096)
+        progress += os.read(bar, 4096)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
+    os.close(bar)
     # THEN every file is byte for byte as it was, and nothing was left beside them
     assert _tree(root) == before
 
