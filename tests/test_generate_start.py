@@ -70,8 +70,8 @@ def test_commands_on_no_history_say_what_to_run(
     assert result.code == 2
     start = f"`python -m tools.migrations generate --name init --migrations {folder}`"
     assert result.err.splitlines() == [
-        f"error: {folder}: no migration history yet (no meta/_journal.json) - start one with {start}",
-        f"{folder} has no migrations yet - run {start} first.",
+        f"error: {folder}: no migration history yet (no meta/_journal.json)",
+        f"Start one with {start}, then run this command again.",
     ]
     assert (files(folder) if folder.exists() else None) == before
 

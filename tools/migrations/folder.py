@@ -83,8 +83,8 @@ def require_folder(folder: Path) -> None:
 def no_history(folder: Path, start: str) -> FolderError:
     """The error of a command that needs a history where none has begun; `start` is the command to run."""
     return FolderError(
-        [f"{folder}: no migration history yet (no {JOURNAL}) - start one with {start}"],
-        next_step=f"{folder} has no migrations yet - run {start} first.",
+        [f"{folder}: no migration history yet (no {JOURNAL})"],
+        next_step=f"Start one with {start}, then run this command again.",
     )
 
 
