@@ -264,17 +264,16 @@ def _dispatch(route: Route, params: dict[str, str], request: Request) -> Respons
 
 
 def _operation(route: Route, body: dict[str, Any] | None) -> Operation:
-    # No body means the model's defaults (route.empty_body): `by` is 1.
-    if route.operation_id == "incrementCounter":
-        return Increment(1 if body is None else body["by"])
-    if route.operation_id == "decrementCounter":
-        return Decrement(1 if body is None else body["by"])
-    if route.operation_id == "setCounter":
-        assert body is not None  # the route requires a body
-        return Set(body["value"], body["metadata"])
     if route.operation_id == "resetCounter":
         return Reset()
-    return Delete()
+    if route.operation_id == "deleteCounter":
+        return Delete()
+    assert body is not None  # the other mutations have a body model: _body never returns None for them
+    if route.operation_id == "setCounter":
+        return Set(body["value"], body["metadata"])
+    if route.operation_id == "incrementCounter":
+        return Increment(body["by"])
+    return Decrement(body["by"])
 
 
 def _stored(route: Route, outcome: Outcome) -> StoredResponse:
@@ -292,13 +291,15 @@ def _from_stored(stored: StoredResponse, *, replayed: bool) -> Response:
 
 
 def _body(route: Route, request: Request) -> dict[str, Any] | None:
-    """The validated body in its model's JSON form (every default filled in); None when none was sent,
-    which means the model's defaults (route.empty_body)."""
+    """The validated body in its model's JSON form (every default filled in); None for a route that
+    takes no body. An optional body that was not sent is read as `{}`: the model's defaults."""
     raw = request.body
     if raw is None or raw.strip() == b"":
-        if route.body is not None and route.body_required:
+        if route.body is None:
+            return None
+        if route.body_required:
             raise errors.ApiError(422, "validation_failed", "a JSON body is required - send one", details=[])
-        return None
+        return _validated_body(route, {})
     if len(raw) > MAX_BODY_BYTES:
         raise errors.ApiError(
             413,
@@ -356,6 +357,12 @@ def _body(route: Route, request: Request) -> dict[str, Any] | None:
         raise errors.ApiError(
             422, "validation_failed", "this route takes no body - send none or {}", details=[]
         )
+    return _validated_body(route, data)
+
+
+def _validated_body(route: Route, data: Any) -> dict[str, Any]:
+    """`data` in the JSON form of the route's body model: settled by its plain check, else by pydantic."""
+    assert route.body is not None
     if route.plain_body is not None:
         plain = route.plain_body(data)
         if plain is not None:
@@ -474,7 +481,7 @@ def _fingerprint(route: Route, counter_id: str, body: dict[str, Any] | None) -> 
             route.method,
             route.path,
             counter_id,
-            body if body is not None else route.empty_body,
+            body,
         ],
         sort_keys=True,
         separators=(",", ":"),

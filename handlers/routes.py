@@ -15,12 +15,11 @@ if TYPE_CHECKING:
 
 
 class Route:
-    """One route of the API (a plain class with __slots__: see handlers.http.Response)."""
+    """One route of the API (a plain class with __slots__: see counter_core.values)."""
 
     __slots__ = (
         "body",
         "body_required",
-        "empty_body",
         "errors",
         "method",
         "mutation",
@@ -41,7 +40,6 @@ class Route:
         *,
         body: str | None = None,
         body_required: bool = False,
-        empty_body: dict[str, Any] | None = None,
         plain_body: Callable[[object], dict[str, Any] | None] | None = None,
         success: int = 200,
         response: str | None = None,
@@ -53,15 +51,13 @@ class Route:
         self.operation_id = operation_id
         self.summary = summary
         # Models are named, not imported: counter_core.models imports pydantic, which only a request
-        # with a body settled by neither plain_body nor empty_body (or the history query, or the
+        # with a body plain_body does not settle (or the history query, or the
         # OpenAPI document) needs. model() resolves a name.
         self.body = body
         self.body_required = body_required
-        # What a request without a body means, in the JSON form of the body model with every default
-        # (a test checks it against the model): the idempotency fingerprint hashes it.
-        self.empty_body = empty_body
         # The body's JSON form when it is plainly valid, checked without pydantic
-        # (handlers.plain_bodies); None from it, or no function, sends the body to the model.
+        # (handlers.plain_bodies); None from it, or no function, sends the body to the model. A request
+        # without an optional body is read as `{}`, which it settles too: no pydantic for it either.
         self.plain_body = plain_body
         self.success = success
         self.response = response
@@ -113,7 +109,6 @@ TABLE: tuple[Route, ...] = (
         "incrementCounter",
         "Add `by` (default 1); creates the counter at 0 first if needed",
         body="Step",
-        empty_body={"by": 1},
         plain_body=plain_step,
         response="CounterView",
         mutation=True,
@@ -125,7 +120,6 @@ TABLE: tuple[Route, ...] = (
         "decrementCounter",
         "Subtract `by` (default 1); creates the counter at 0 first if needed",
         body="Step",
-        empty_body={"by": 1},
         plain_body=plain_step,
         response="CounterView",
         mutation=True,
